@@ -1,0 +1,3 @@
+"""Grammatical-acceptability classification on CoLA: the reusable logic behind the DVC stages."""
+
+LABELS = ("unacceptable", "acceptable")  # class id order: 0 = unacceptable, 1 = acceptable

@@ -1,0 +1,66 @@
+"""LightningDataModule over the tokenize stage's arrays, with dynamic padding to the longest row of each batch."""
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from acceptability.encode import load_encoded
+
+
+class EncodedSplit(Dataset):
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays["labels"])
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        start, end = self.arrays["offsets"][i], self.arrays["offsets"][i + 1]
+        return self.arrays["input_ids"][start:end], int(self.arrays["labels"][i])
+
+
+class PadCollator:
+    """Pad a batch to its own longest sentence, not to max_seq_length: most CoLA sentences are short."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(batch):
+            input_ids[row, :len(ids)] = torch.from_numpy(ids.astype(np.int64))
+            attention_mask[row, :len(ids)] = 1
+        labels = torch.tensor([label for _, label in batch], dtype=torch.long)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class ColaDataModule(L.LightningDataModule):
+    def __init__(self, tokenized_dir: str | Path, batch_size: int, eval_batch_size: int, pad_token_id: int,
+                 num_workers: int = 0):
+        super().__init__()
+        self.tokenized_dir = Path(tokenized_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.collate = PadCollator(pad_token_id)
+        self.num_workers = num_workers
+        self.splits: dict[str, EncodedSplit] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "validation"):
+            if split not in self.splits:
+                self.splits[split] = EncodedSplit(load_encoded(self.tokenized_dir / f"{split}.npz"))
+
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
+        size = self.batch_size if split == "train" else self.eval_batch_size
+        return DataLoader(self.splits[split], batch_size=size, shuffle=shuffle, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("validation", shuffle=False)

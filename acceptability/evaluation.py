@@ -1,0 +1,56 @@
+"""evaluate(model_dir, ...) -> metrics: score a saved model on the validation split, overall and per domain."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acceptability.atomic import atomic_path, write_json
+from acceptability.cola import read_split
+from acceptability.errors import UserError
+from acceptability.scores import scores
+from acceptability.tracking import misclassified
+
+
+def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
+    """metrics/eval.json's content: `val` in full, and MCC per domain."""
+    predictions = (p_acceptable >= 0.5).astype(int)
+    result = {"val": scores(frame["label"], predictions)}
+    for domain, key in (("in", "val_in_domain"), ("out", "val_out_of_domain")):
+        mask = (frame["domain"] == domain).to_numpy()
+        domain_scores = scores(frame["label"][mask], predictions[mask])
+        result[key] = {"mcc": domain_scores["mcc"], "accuracy": domain_scores["accuracy"], "n": domain_scores["n"]}
+    return result
+
+
+def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Path) -> dict:
+    result = score_predictions(frame, p_acceptable)
+    write_json(metrics_dir / "eval.json", result)
+    predictions = pd.DataFrame({"idx": frame["idx"], "label": frame["label"],
+                                "prediction": (p_acceptable >= 0.5).astype(int),
+                                "p_acceptable": p_acceptable.round(6)})
+    with atomic_path(metrics_dir / "predictions.csv") as tmp:
+        predictions.to_csv(tmp, index=False)
+    with atomic_path(metrics_dir / "misclassified.csv") as tmp:
+        misclassified(frame, p_acceptable).to_csv(tmp, index=False)
+    return result
+
+
+def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, batch_size: int) -> dict:
+    """Predict every validation sentence with the saved model and write eval.json, predictions and mistakes."""
+    from acceptability.datamodule import ColaDataModule
+    from acceptability.module import load_classifier
+    from acceptability.predict import LogitsOnly, predict_acceptable
+
+    if not (model_dir / "model.safetensors").is_file():
+        raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro train` first")
+    frame = read_split(raw / "validation.csv")
+    meta = json.loads((tokenized / "meta.json").read_text())
+    datamodule = ColaDataModule(tokenized, batch_size, batch_size, meta["pad_token_id"])
+    datamodule.setup()
+    if not np.array_equal(datamodule.splits["validation"].arrays["idx"], frame["idx"].to_numpy()):
+        raise UserError(f"{tokenized}/validation.npz and {raw}/validation.csv disagree on idx: re-run `dvc repro`")
+    model = LogitsOnly(load_classifier(model_dir))
+    p_acceptable = predict_acceptable(model, datamodule.val_dataloader(), desc="evaluate")
+    return write_outputs(frame, p_acceptable, metrics_dir)

@@ -1,0 +1,59 @@
+"""Read params.yaml and check the values a stage needs before it spends time on them."""
+
+from pathlib import Path
+
+import yaml
+
+from acceptability.errors import UserError
+
+CONF_DIR = Path("conf")
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: run the stage from the project root")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise UserError(f"{path}: expected a mapping of sections (data, model, train, ...)")
+    return params
+
+
+def section(params: dict, name: str) -> dict:
+    value = params.get(name)
+    if not isinstance(value, dict):
+        raise UserError(f"params.yaml: section {name!r} is missing or not a mapping")
+    return value
+
+
+def known_models(conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(path.stem for path in (conf_dir / "model").glob("*.yaml"))
+
+
+def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
+    known = known_models(conf_dir)
+    if model.get("name") not in known:
+        raise UserError(f"params.yaml: model.name {model.get('name')!r} is not a model group; "
+                        f"known groups in {conf_dir / 'model'}: {', '.join(known)}")
+
+
+def positive(cfg: dict, key: str, kind: type, where: str) -> None:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
+            (kind is int and not float(value).is_integer()):
+        expected = "a positive integer" if kind is int else "a positive number"
+        raise UserError(f"params.yaml: {where}.{key} must be {expected}, found {value!r}")
+
+
+def check_train(train: dict) -> None:
+    """Fail fast, before any model is loaded, on values that would waste a training run."""
+    positive(train, "learning_rate", float, "train")
+    positive(train, "batch_size", int, "train")
+    positive(train, "eval_batch_size", int, "train")
+    positive(train, "num_train_epochs", int, "train")
+    ratio = train.get("warmup_ratio")
+    if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+        raise UserError(f"params.yaml: train.warmup_ratio must be in [0, 1), found {ratio!r}")

@@ -1,0 +1,30 @@
+"""Classification scores from labels and predictions, in numpy, so evaluation and reports need no torch."""
+
+import numpy as np
+
+
+def confusion(labels, predictions) -> np.ndarray:
+    """2x2 counts: rows are true labels, columns are predictions (0 = unacceptable, 1 = acceptable)."""
+    matrix = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(labels, int), np.asarray(predictions, int)), 1)
+    return matrix
+
+
+def mcc(labels, predictions) -> float:
+    """Matthews correlation; 0.0 when a row or column of the confusion matrix is empty (as torchmetrics)."""
+    (tn, fp), (fn, tp) = confusion(labels, predictions).astype(float)
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return float((tp * tn - fp * fn) / denominator) if denominator else 0.0
+
+
+def scores(labels, predictions) -> dict:
+    """MCC, accuracy and macro precision/recall/F1 over both classes, plus the count."""
+    matrix = confusion(labels, predictions).astype(float)
+    support, predicted, correct = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+    precision = np.divide(correct, predicted, out=np.zeros(2), where=predicted > 0)
+    recall = np.divide(correct, support, out=np.zeros(2), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(2), where=precision + recall > 0)
+    n = int(matrix.sum())
+    return {"mcc": mcc(labels, predictions), "accuracy": float(correct.sum() / n) if n else 0.0,
+            "f1_macro": float(f1.mean()), "precision_macro": float(precision.mean()),
+            "recall_macro": float(recall.mean()), "n": n}

@@ -1,0 +1,87 @@
+"""train(params) -> metrics: the whole training run, callable from the stage script and from tests."""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from acceptability.atomic import atomic_path
+from acceptability.cola import read_split
+from acceptability.datamodule import ColaDataModule
+from acceptability.module import AcceptabilityClassifier
+from acceptability.params import check_model, check_train, section
+from acceptability.predict import predict_acceptable
+from acceptability.pretrained import MODEL_FILES, WEIGHTS
+from acceptability.tracking import log_wandb_results, make_loggers
+
+
+@dataclass
+class TrainPaths:
+    pretrained: Path = Path("models/pretrained")
+    tokenized: Path = Path("data/tokenized")
+    raw: Path = Path("data/raw")
+    out: Path = Path("models/model")
+    checkpoints: Path = Path("models/checkpoints")
+    dvclive: Path = Path("metrics/train")
+
+
+def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trainer, L.Callback]:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max",
+                                 save_top_k=1)
+    stopping = EarlyStopping(monitor="val/mcc", mode="max", patience=int(train["early_stopping_patience"]))
+    trainer = L.Trainer(
+        max_epochs=int(train["num_train_epochs"]), accelerator=train.get("accelerator", "auto"),
+        devices=train.get("devices", 1), precision=train.get("precision", "32-true"),
+        deterministic=bool(train.get("deterministic", True)), logger=loggers, callbacks=[checkpoint, stopping],
+        log_every_n_steps=int(train.get("log_every_n_steps", 10)), num_sanity_val_steps=0,
+        default_root_dir=paths.checkpoints, enable_progress_bar=True, enable_model_summary=False)
+    return trainer, checkpoint
+
+
+def save_model(module: AcceptabilityClassifier, pretrained: Path, out: Path) -> None:
+    """save_pretrained (safetensors) plus the tokenizer files, so the folder serves on its own."""
+    with atomic_path(out) as folder:
+        module.model.save_pretrained(folder, safe_serialization=True)
+        for name in MODEL_FILES:
+            if name not in ("config.json", WEIGHTS) and (pretrained / name).is_file():
+                shutil.copyfile(pretrained / name, folder / name)
+
+
+def train(params: dict, paths: TrainPaths | None = None) -> dict:
+    """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best val/mcc."""
+    paths = paths or TrainPaths()
+    model_cfg, train_cfg = section(params, "model"), section(params, "train")
+    check_model(model_cfg)
+    check_train(train_cfg)
+    tracking = params.get("tracking", {})
+
+    L.seed_everything(int(train_cfg["seed"]), workers=True, verbose=False)
+    if train_cfg.get("num_threads"):
+        torch.set_num_threads(int(train_cfg["num_threads"]))
+    meta = json.loads((paths.tokenized / "meta.json").read_text())
+    datamodule = ColaDataModule(paths.tokenized, int(train_cfg["batch_size"]), int(train_cfg["eval_batch_size"]),
+                                meta["pad_token_id"], int(train_cfg.get("num_workers", 0)))
+    module = AcceptabilityClassifier(str(paths.pretrained), float(train_cfg["learning_rate"]),
+                                     float(train_cfg["weight_decay"]), float(train_cfg["warmup_ratio"]))
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    loggers = make_loggers(tracking, paths.dvclive, {"model": model_cfg, "train": train_cfg})
+    trainer, checkpoint = build_trainer(train_cfg, paths, loggers)
+    trainer.fit(module, datamodule=datamodule)
+
+    # Our own checkpoint, read back as plain tensors and primitives (no arbitrary unpickling).
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    save_model(module, paths.pretrained, paths.out)
+
+    datamodule.setup()
+    p_acceptable = predict_acceptable(module.cpu(), datamodule.val_dataloader(), desc="best model on validation")
+    log_wandb_results(loggers, read_split(paths.raw / "validation.csv"), p_acceptable)
+    for logger in loggers:
+        logger.finalize("success")
+    return {"best_val_mcc": float(checkpoint.best_model_score), "epochs_run": trainer.current_epoch,
+            "global_steps": trainer.global_step}

