@@ -22,6 +22,36 @@ class EncodedSplit(Dataset):
         return self.arrays["input_ids"][start:end], int(self.arrays["labels"][i])
 
 
+class LengthGroupedBatches:
+    """Shuffled batches of similar length: padding shrinks to almost nothing, so steps get about twice as fast.
+
+    Each epoch: shuffle (seeded by seed + epoch), cut into pools of `pool_batches` batches, sort each pool by
+    length, slice it into batches, then shuffle the batch order so lengths don't rise through the epoch.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, pool_batches: int = 50):
+        self.lengths, self.batch_size, self.seed, self.pool = lengths, batch_size, seed, pool_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed + self.epoch)
+        order = rng.permutation(len(self.lengths))
+        pool_size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), pool_size):
+            pool = order[start:start + pool_size]
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [pool[i:i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
+        for i in rng.permutation(len(batches)):
+            yield batches[i]
+
+
 class PadCollator:
     """Pad a batch to its own longest sentence, not to max_seq_length: most CoLA sentences are short."""
 
@@ -41,8 +71,9 @@ class PadCollator:
 
 class ColaDataModule(L.LightningDataModule):
     def __init__(self, tokenized_dir: str | Path, batch_size: int, eval_batch_size: int, pad_token_id: int,
-                 num_workers: int = 0):
+                 num_workers: int = 0, seed: int = 0):
         super().__init__()
+        self.seed = seed
         self.tokenized_dir = Path(tokenized_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.collate = PadCollator(pad_token_id)
@@ -54,13 +85,14 @@ class ColaDataModule(L.LightningDataModule):
             if split not in self.splits:
                 self.splits[split] = EncodedSplit(load_encoded(self.tokenized_dir / f"{split}.npz"))
 
-    def loader(self, split: str, shuffle: bool) -> DataLoader:
-        size = self.batch_size if split == "train" else self.eval_batch_size
-        return DataLoader(self.splits[split], batch_size=size, shuffle=shuffle, collate_fn=self.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+    def loader(self, split: str, **sampling) -> DataLoader:
+        return DataLoader(self.splits[split], collate_fn=self.collate, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, **sampling)
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
+        offsets = self.splits["train"].arrays["offsets"]
+        batches = LengthGroupedBatches(np.diff(offsets), self.batch_size, self.seed)
+        return self.loader("train", batch_sampler=batches)
 
     def val_dataloader(self) -> DataLoader:
-        return self.loader("validation", shuffle=False)
+        return self.loader("validation", batch_size=self.eval_batch_size, shuffle=False)

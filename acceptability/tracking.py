@@ -48,20 +48,22 @@ def misclassified(frame: pd.DataFrame, p_acceptable: np.ndarray) -> pd.DataFrame
         ["idx", "sentence", "label", "prediction", "confidence", "domain"]]
 
 
-def log_wandb_results(loggers: list, frame: pd.DataFrame, p_acceptable: np.ndarray) -> None:
-    """Confusion matrix and the table of misclassified validation sentences, for the W&B run."""
+def wandb_logger(loggers: list):
+    """The W&B logger among `loggers`, or None when W&B is disabled."""
     from lightning.pytorch.loggers import WandbLogger
 
-    for logger in loggers:
-        if not isinstance(logger, WandbLogger):
-            continue
-        import wandb
+    return next((logger for logger in loggers if isinstance(logger, WandbLogger)), None)
 
-        predictions = (p_acceptable >= 0.5).astype(int)
-        wrong = misclassified(frame, p_acceptable)
-        logger.experiment.log({
-            "val/confusion_matrix": wandb.plot.confusion_matrix(
-                y_true=frame["label"].tolist(), preds=predictions.tolist(), class_names=list(LABELS)),
-            "val/misclassified": wandb.Table(dataframe=wrong.replace(
-                {"label": dict(enumerate(LABELS)), "prediction": dict(enumerate(LABELS))})),
-        })
+
+def log_wandb_results(logger, frame: pd.DataFrame, p_acceptable: np.ndarray) -> None:
+    """Confusion matrix and the table of misclassified validation sentences, for the W&B run."""
+    import wandb
+
+    predictions = (p_acceptable >= 0.5).astype(int)
+    wrong = misclassified(frame, p_acceptable)
+    names = dict(enumerate(LABELS))
+    logger.experiment.log({
+        "val/confusion_matrix": wandb.plot.confusion_matrix(
+            y_true=frame["label"].tolist(), preds=predictions.tolist(), class_names=list(LABELS)),
+        "val/misclassified": wandb.Table(dataframe=wrong.replace({"label": names, "prediction": names})),
+    })

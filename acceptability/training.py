@@ -15,7 +15,7 @@ from acceptability.module import AcceptabilityClassifier
 from acceptability.params import check_model, check_train, section
 from acceptability.predict import predict_acceptable
 from acceptability.pretrained import MODEL_FILES, WEIGHTS
-from acceptability.tracking import log_wandb_results, make_loggers
+from acceptability.tracking import log_wandb_results, make_loggers, wandb_logger
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TrainPaths:
 
 
 def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trainer, L.Callback]:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max",
                                  save_top_k=1)
@@ -37,7 +37,8 @@ def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trai
     trainer = L.Trainer(
         max_epochs=int(train["num_train_epochs"]), accelerator=train.get("accelerator", "auto"),
         devices=train.get("devices", 1), precision=train.get("precision", "32-true"),
-        deterministic=bool(train.get("deterministic", True)), logger=loggers, callbacks=[checkpoint, stopping],
+        deterministic=bool(train.get("deterministic", True)), logger=loggers,
+        callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10)],
         log_every_n_steps=int(train.get("log_every_n_steps", 10)), num_sanity_val_steps=0,
         default_root_dir=paths.checkpoints, enable_progress_bar=True, enable_model_summary=False)
     return trainer, checkpoint
@@ -65,7 +66,7 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
         torch.set_num_threads(int(train_cfg["num_threads"]))
     meta = json.loads((paths.tokenized / "meta.json").read_text())
     datamodule = ColaDataModule(paths.tokenized, int(train_cfg["batch_size"]), int(train_cfg["eval_batch_size"]),
-                                meta["pad_token_id"], int(train_cfg.get("num_workers", 0)))
+                                meta["pad_token_id"], int(train_cfg.get("num_workers", 0)), int(train_cfg["seed"]))
     module = AcceptabilityClassifier(str(paths.pretrained), float(train_cfg["learning_rate"]),
                                      float(train_cfg["weight_decay"]), float(train_cfg["warmup_ratio"]))
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
@@ -78,9 +79,10 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     module.load_state_dict(state)
     save_model(module, paths.pretrained, paths.out)
 
-    datamodule.setup()
-    p_acceptable = predict_acceptable(module.cpu(), datamodule.val_dataloader(), desc="best model on validation")
-    log_wandb_results(loggers, read_split(paths.raw / "validation.csv"), p_acceptable)
+    wandb = wandb_logger(loggers)
+    if wandb is not None:  # the best model's confusion matrix and mistakes; the evaluate stage writes its own
+        p_acceptable = predict_acceptable(module.cpu(), datamodule.val_dataloader(), desc="best model on validation")
+        log_wandb_results(wandb, read_split(paths.raw / "validation.csv"), p_acceptable)
     for logger in loggers:
         logger.finalize("success")
     return {"best_val_mcc": float(checkpoint.best_model_score), "epochs_run": trainer.current_epoch,

@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make repro` (the pipeline) and `make test` (the suite). Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+# DVC stage commands call `python`: make it the project's interpreter.
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help install repro test test-fast lint format lock plots clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the pinned dependencies (the other targets do this first)
+
+repro: $(STAMP) ## Run the pipeline with params.yaml (offline: COLA_DIR=../shared/data/cola_public make repro)
+	$(BIN)/dvc repro
+
+test: $(STAMP) ## Run every test, the end-to-end `dvc repro` on a tiny model included (about 4 min)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## Run the tests except the end-to-end pipeline ones
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP) ## Lint with ruff
+	$(BIN)/ruff check acceptability stages tests
+
+format: $(STAMP) ## Format with ruff
+	$(BIN)/ruff format acceptability stages tests
+
+plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
+	$(BIN)/dvc plots show
+
+lock: $(STAMP) ## Re-pin requirements.txt from requirements.in
+	$(BIN)/python -m pip install --quiet -r requirements.in
+	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.txt
+
+clean: ## Remove the virtual environment and caches (not DVC's cache)
+	rm -rf $(VENV) .pytest_cache .ruff_cache dvc_plots

@@ -1,0 +1,72 @@
+"""params.yaml: composed from conf/ exactly as DVC does, and checked before any training starts."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from acceptability.errors import UserError
+from acceptability.params import check_model, check_train, known_models
+
+
+def compose(tmp_path, overrides: list[str]) -> dict:
+    from dvc.utils.hydra import compose_and_dump
+
+    out = tmp_path / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", "", overrides)
+    return yaml.safe_load(out.read_text())
+
+
+def test_params_yaml_is_the_composition_of_conf(tmp_path, base_params):
+    assert compose(tmp_path, []) == base_params
+
+
+@pytest.mark.parametrize("group", ["all_minilm_l6_v2", "bert_tiny", "bert_mini", "bert_small"])
+def test_every_model_group_composes(tmp_path, group):
+    params = compose(tmp_path, [f"model={group}", "train.learning_rate=1e-4"])
+    assert params["model"]["name"] == group
+    assert params["train"]["learning_rate"] == 1e-4
+    check_model(params["model"], ROOT / "conf")
+
+
+def test_known_models_are_the_conf_groups():
+    assert known_models(ROOT / "conf") == ["all_minilm_l6_v2", "bert_mini", "bert_small", "bert_tiny"]
+
+
+def test_unknown_model_group(tmp_path):
+    with pytest.raises(UserError, match=r"model.name 'bert_huge' is not a model group; known groups in "
+                                        r"conf/model: all_minilm_l6_v2, bert_mini, bert_small, bert_tiny"):
+        check_model({"name": "bert_huge"}, ROOT.joinpath("conf").relative_to(ROOT))
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("learning_rate", 0, "train.learning_rate must be a positive number, found 0"),
+    ("learning_rate", -1e-4, "train.learning_rate must be a positive number, found -0.0001"),
+    ("batch_size", 0, "train.batch_size must be a positive integer, found 0"),
+    ("batch_size", 2.5, "train.batch_size must be a positive integer, found 2.5"),
+    ("num_train_epochs", "3", "train.num_train_epochs must be a positive integer, found '3'"),
+    ("warmup_ratio", 1.5, r"train.warmup_ratio must be in \[0, 1\), found 1.5"),
+])
+def test_bad_training_values(base_params, key, value, message):
+    with pytest.raises(UserError, match=message):
+        check_train({**base_params["train"], key: value})
+
+
+def test_train_stage_rejects_bad_params_before_loading_anything(in_tmp, params):
+    params["train"]["learning_rate"] = -0.1
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == "error: params.yaml: train.learning_rate must be a positive number, found -0.1\n"
+    assert not (in_tmp / "models").exists()
+
+
+def test_download_stage_rejects_unknown_model_without_traceback(in_tmp, params):
+    params["model"]["name"] = "bert_huge"
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: params.yaml: model.name 'bert_huge' is not a model group")
