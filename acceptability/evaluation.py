@@ -43,8 +43,6 @@ def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, bat
     from acceptability.module import load_classifier
     from acceptability.predict import LogitsOnly, predict_acceptable
 
-    if not (model_dir / "model.safetensors").is_file():
-        raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro train` first")
     frame = read_split(raw / "validation.csv")
     meta = json.loads((tokenized / "meta.json").read_text())
     datamodule = ColaDataModule(tokenized, batch_size, batch_size, meta["pad_token_id"])

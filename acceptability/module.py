@@ -8,15 +8,18 @@ from torchmetrics.classification import BinaryAccuracy, BinaryMatthewsCorrCoef
 from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from acceptability import LABELS
+from acceptability.errors import UserError
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 
 
-def load_classifier(model_dir: str | Path):
-    """A 2-label classifier from a save_pretrained folder (safetensors only)."""
+def load_classifier(model_dir: str | Path, **options):
+    """A 2-label classifier from a save_pretrained folder (safetensors only); options go to from_pretrained."""
+    if not (Path(model_dir) / "model.safetensors").is_file():  # else from_pretrained would try the Hub
+        raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro` up to the stage that writes it")
     return AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True)
+        label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, **options)
 
 
 class AcceptabilityClassifier(L.LightningModule):

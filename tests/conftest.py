@@ -54,6 +54,7 @@ def tiny_params(base: dict, model_dir: Path) -> dict:
     params["train"].update(num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3,
                            accelerator="cpu", log_every_n_steps=1)
     params["tracking"]["wandb"] = "disabled"
+    params["benchmark"].update(max_sentences=16, warmup=2)
     return params
 
 

@@ -12,7 +12,7 @@ import yaml
 from conftest import ROOT, TINY_COLA, TINY_ROWS, sha256
 
 pytestmark = pytest.mark.slow
-STAGES = ("download", "tokenize", "train", "evaluate")
+STAGES = ("download", "tokenize", "train", "evaluate", "export", "benchmark")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
     (repo / "conf/data/tiny_local.yaml").write_text(yaml.safe_dump(data))
     overrides = ["data=tiny_local", "model=tiny_local", "tracking=disabled", "train.num_train_epochs=2",
                  "train.batch_size=8", "train.eval_batch_size=16", "train.learning_rate=1e-3",
-                 "train.accelerator=cpu"]
+                 "train.accelerator=cpu", "benchmark.max_sentences=16", "benchmark.warmup=2"]
     from dvc.utils.hydra import compose_and_dump
 
     compose_and_dump(repo / "params.yaml", str(repo / "conf"), None, "config", "", overrides)
@@ -81,19 +81,35 @@ def test_second_repro_runs_nothing(repo):
     assert "Data and pipelines are up to date." in result.stdout
 
 
-def test_learning_rate_change_reruns_train_and_evaluate_only(repo):
+def test_learning_rate_change_reruns_only_what_depends_on_training(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"]["learning_rate"] = 2e-3
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     result = run(["dvc", "repro"], repo)
-    assert ran_stages(result.stdout) == ["train", "evaluate"]
+    assert ran_stages(result.stdout) == ["train", "evaluate", "export", "benchmark"]
+
+
+def test_export_and_benchmark_outputs(repo):
+    card = json.loads((repo / "models/onnx/model_card.json").read_text())
+    assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
+    report = json.loads((repo / "metrics/benchmark.json").read_text())
+    keys = {"latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_sps_b32", "size_mb", "cold_start_s",
+            "peak_rss_mb", "mcc", "mcc_b32"}
+    for variant in ("torch_fp32", "onnx_fp32", "onnx_int8"):
+        assert set(report[variant]) == keys
+        assert report[variant]["latency_ms_p50"] <= report[variant]["latency_ms_p99"]
+    assert all(-1 <= report[variant]["mcc"] <= 1 for variant in ("torch_fp32", "onnx_fp32", "onnx_int8"))
+    assert report["speedup_int8_vs_torch_b1"] == pytest.approx(
+        report["torch_fp32"]["latency_ms_p50"] / report["onnx_int8"]["latency_ms_p50"])
+    assert report["machine"]["sentences"] == 16
 
 
 def test_plots_render(repo):
     result = run(["dvc", "plots", "show", "--json"], repo)
     plots = json.loads(result.stdout)
     assert "errors" not in plots
-    assert set(plots["data"]) == {"Confusion matrix (validation)", "Loss (train and validation)", "Validation MCC"}
+    assert set(plots["data"]) == {"Confusion matrix (validation)", "Loss (train and validation)", "Validation MCC",
+                                  "Throughput at batch 32 (sentences/s)", "metrics/benchmark_plot.csv"}
 
 
 def test_hydra_sweep_through_dvc_experiments(repo):

@@ -1,0 +1,129 @@
+"""A torch-free predictor: ONNX Runtime, tokenizers and numpy only, so serving starts fast and ships small.
+
+    predictor = Predictor.load("models/onnx", variant="int8")
+    predictor.predict(["The cat sat on the mat."])
+    # [{"label": "acceptable", "probabilities": {"acceptable": 0.93, "unacceptable": 0.07}}]
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+CARD = "model_card.json"
+MAX_BATCH = 256
+
+
+class ModelFilesError(ValueError):
+    """A missing, corrupt or unverified file in the ONNX model folder."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_card(folder: Path) -> dict:
+    path = folder / CARD
+    if not path.is_file():
+        raise ModelFilesError(f"{path} is missing: run `dvc repro export` first")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelFilesError(f"{path} is not valid JSON: {err}") from None
+    for key in ("labels", "max_seq_length", "sha256"):
+        if key not in card:
+            raise ModelFilesError(f"{path}: field {key!r} is missing")
+    return card
+
+
+def verified(folder: Path, card: dict, name: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise ModelFilesError(f"{path} is missing")
+    expected = card["sha256"].get(name)
+    found = sha256_file(path)
+    if expected != found:
+        raise ModelFilesError(f"{path}: sha256 {found} does not match {CARD} ({expected}); the file is corrupt "
+                              f"or was replaced")
+    return path
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class Predictor:
+    """Batch prediction with one ONNX variant of the classifier."""
+
+    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, card: dict, variant: str):
+        self.session, self.tokenizer, self.card, self.variant = session, tokenizer, card, variant
+        self.labels = list(card["labels"])  # class-id order: 0 = unacceptable, 1 = acceptable
+        self.input_names = [node.name for node in session.get_inputs()]
+
+    @classmethod
+    def load(cls, folder: str | Path, variant: str = "int8", threads: int = 0) -> "Predictor":
+        """Load `variant` (fp32 or int8) from an export folder, checking every file against the model card.
+
+        threads: ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.
+        """
+        folder = Path(folder)
+        if variant not in VARIANT_FILES:
+            raise ValueError(f"variant must be one of {', '.join(VARIANT_FILES)}; found {variant!r}")
+        card = read_card(folder)
+        model_path = verified(folder, card, VARIANT_FILES[variant])
+        tokenizer_path = verified(folder, card, "tokenizer.json")
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(int(card["max_seq_length"]))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime reports a corrupt graph as several exception types
+            raise ModelFilesError(f"{model_path}: ONNX Runtime cannot load it: {err}") from None
+        return cls(session, tokenizer, card, variant)
+
+    def encode(self, sentences: list[str]) -> dict[str, np.ndarray]:
+        """Tokenize and pad to the longest sentence of this batch (not to max_seq_length)."""
+        encodings = self.tokenizer.encode_batch(sentences)
+        width = max(len(encoding.ids) for encoding in encodings)
+        input_ids = np.zeros((len(sentences), width), dtype=np.int64)
+        attention_mask = np.zeros((len(sentences), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            input_ids[row, :len(encoding.ids)] = encoding.ids
+            attention_mask[row, :len(encoding.ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    def logits(self, sentences: list[str]) -> np.ndarray:
+        if not isinstance(sentences, (list, tuple)) or not sentences:
+            raise ValueError("sentences must be a non-empty list of strings")
+        if len(sentences) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} sentences a call; found {len(sentences)}")
+        for i, sentence in enumerate(sentences):
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise ValueError(f"sentence {i} must be a non-empty string")
+        feeds = self.encode(list(sentences))
+        return self.session.run(["logits"], {name: feeds[name] for name in self.input_names})[0]
+
+    def probabilities(self, sentences: list[str]) -> np.ndarray:
+        """(n, 2) probabilities in class-id order."""
+        return softmax(self.logits(sentences).astype(np.float64))
+
+    def predict(self, sentences: list[str]) -> list[dict]:
+        """For each sentence: its label and the probability of each label, by name."""
+        results = []
+        for row in self.probabilities(sentences):
+            results.append({"label": self.labels[int(row.argmax())],
+                            "probabilities": {label: float(p) for label, p in zip(self.labels, row, strict=True)}})
+        return results

@@ -1,0 +1,170 @@
+"""ONNX export of a tiny classifier: parity with torch, the int8 gate, the model card, and the torch-free predictor."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+from conftest import ROOT, tiny_params
+from stage_runner import run_stage
+
+from acceptability.predictor import ModelFilesError, Predictor, sha256_file
+
+SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, base_params, tiny_model_dir):
+    """download + tokenize on the tiny data, a seeded tiny classifier in models/model, then the export stage."""
+    import os
+
+    import torch
+    from transformers import BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("export")
+    shutil.copytree(ROOT / "conf", folder / "conf")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
+        run_stage("download.py")
+        run_stage("tokenize_splits.py")
+        torch.manual_seed(1)
+        model = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+        model.save_pretrained(folder / "models/model", safe_serialization=True)
+        shutil.copyfile(tiny_model_dir / "tokenizer.json", folder / "models/model/tokenizer.json")
+        run_stage("export.py")
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
+def torch_logits(model_dir, sentences):
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.inference_mode():
+        return np.concatenate([model(input_ids=torch.tensor([tokenizer.encode(s).ids])).logits.numpy()
+                               for s in sentences])
+
+
+def test_onnx_graph_has_the_documented_interface(exported):
+    graph = onnx.load(exported / "models/onnx/model.onnx")
+    assert max(opset.version for opset in graph.opset_import if opset.domain in ("", "ai.onnx")) >= 17
+    inputs = {node.name: [d.dim_param or d.dim_value for d in node.type.tensor_type.shape.dim]
+              for node in graph.graph.input}
+    assert inputs == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
+    assert [node.name for node in graph.graph.output] == ["logits"]
+
+
+def test_model_card_records_labels_hashes_metrics_and_gates(exported):
+    card = json.loads((exported / "models/onnx/model_card.json").read_text())
+    assert card["labels"] == ["unacceptable", "acceptable"]
+    assert card["max_seq_length"] == 64
+    for name in ("model.onnx", "model.int8.onnx", "tokenizer.json"):
+        assert card["sha256"][name] == sha256_file(exported / "models/onnx" / name)
+    assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
+    assert set(card["metrics"]) == {"fp32", "int8"}
+    assert card["gates"]["int8_servable"] == (card["gates"]["int8_mcc_drop"] <= 0.01)
+    assert 0 <= card["gates"]["int8_agreement"] <= 1
+    metrics = json.loads((exported / "metrics/export.json").read_text())
+    assert metrics["fp32_max_abs_logit_diff"] == card["gates"]["fp32_max_abs_logit_diff"]
+
+
+def test_predictor_matches_torch_and_names_the_labels(exported):
+    predictor = Predictor.load(exported / "models/onnx", "fp32", threads=1)
+    expected = torch_logits(exported / "models/model", SENTENCES)
+    assert np.abs(predictor.logits(SENTENCES[:1]) - expected[:1]).max() <= 1e-4
+    results = predictor.predict(SENTENCES)
+    for result, logits in zip(results, expected, strict=True):
+        probabilities = result["probabilities"]
+        assert set(probabilities) == {"acceptable", "unacceptable"}
+        assert probabilities["acceptable"] + probabilities["unacceptable"] == pytest.approx(1.0, abs=1e-9)
+        shifted = np.exp(logits - logits.max())
+        assert probabilities["acceptable"] == pytest.approx(shifted[1] / shifted.sum(), abs=1e-4)
+        assert result["label"] == ("acceptable" if logits[1] > logits[0] else "unacceptable")
+
+
+def test_int8_predictor_agrees_with_fp32_on_most_sentences(exported):
+    fp32 = Predictor.load(exported / "models/onnx", "fp32").probabilities(SENTENCES)
+    int8 = Predictor.load(exported / "models/onnx", "int8").probabilities(SENTENCES)
+    assert np.abs(fp32 - int8).max() < 0.05
+
+
+@pytest.mark.parametrize("bad", [[], [""], ["   "], "a plain string", [3]])
+def test_predictor_rejects_empty_or_wrong_input(exported, bad):
+    predictor = Predictor.load(exported / "models/onnx", "int8")
+    with pytest.raises(ValueError, match="non-empty"):
+        predictor.predict(bad)
+
+
+def copy_export(exported, tmp_path):
+    folder = tmp_path / "onnx"
+    shutil.copytree(exported / "models/onnx", folder)
+    return folder
+
+
+def test_corrupt_onnx_file_is_a_clear_error(exported, tmp_path):
+    folder = copy_export(exported, tmp_path)
+    (folder / "model.int8.onnx").write_bytes(b"not an onnx graph")
+    card = json.loads((folder / "model_card.json").read_text())
+    card["sha256"]["model.int8.onnx"] = sha256_file(folder / "model.int8.onnx")  # the hash agrees, the graph is bad
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFilesError, match=r"model.int8.onnx: ONNX Runtime cannot load it"):
+        Predictor.load(folder, "int8")
+
+
+def test_replaced_file_fails_the_sha256_check(exported, tmp_path):
+    folder = copy_export(exported, tmp_path)
+    shutil.copyfile(folder / "model.onnx", folder / "model.int8.onnx")
+    with pytest.raises(ModelFilesError, match=r"model.int8.onnx: sha256 [0-9a-f]{64} does not match model_card.json"):
+        Predictor.load(folder, "int8")
+
+
+def test_missing_files_are_named(exported, tmp_path):
+    folder = copy_export(exported, tmp_path)
+    (folder / "tokenizer.json").unlink()
+    with pytest.raises(ModelFilesError, match=r"onnx/tokenizer.json is missing"):
+        Predictor.load(folder, "fp32")
+    (folder / "model_card.json").unlink()
+    with pytest.raises(ModelFilesError, match=r"model_card.json is missing: run `dvc repro export` first"):
+        Predictor.load(folder, "fp32")
+
+
+def test_importing_the_predictor_and_loading_int8_needs_no_torch(exported):
+    code = ("import sys; from acceptability.predictor import Predictor; "
+            f"Predictor.load({str(exported / 'models/onnx')!r}, 'int8').predict(['A test.']); "
+            "print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_parity_gate_failure_stops_the_stage_and_leaves_no_output(exported, tmp_path, monkeypatch):
+    shutil.copytree(exported, tmp_path / "project")
+    monkeypatch.chdir(tmp_path / "project")
+    shutil.rmtree("models/onnx")
+    params = yaml.safe_load(open("params.yaml"))
+    params["export"]["max_abs_logit_diff"] = 1e-12
+    open("params.yaml", "w").write(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "error: parity gate: ONNX fp32 logits differ from torch by up to" in result.stderr
+    assert "export.max_abs_logit_diff allows 1e-12" in result.stderr
+    assert not (tmp_path / "project/models/onnx").exists()
+    assert list((tmp_path / "project/models").glob(".onnx.*")) == []
+
+
+def test_missing_model_folder_is_named_instead_of_asking_the_hub(tmp_path):
+    from acceptability.errors import UserError
+    from acceptability.module import load_classifier
+
+    with pytest.raises(UserError, match=r"nowhere/model.safetensors is missing: run `dvc repro`"):
+        load_classifier(tmp_path / "nowhere")
