@@ -4,7 +4,6 @@ Both sources give the GLUE splits: `train` = in_domain_train (8,551 rows) and `v
 followed by out_of_domain_dev (516). Rows are `idx, sentence, label, source, domain`.
 """
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from acceptability.errors import UserError
+from acceptability.hashing import sha256_file
 
 COLUMNS = ["idx", "sentence", "label", "source", "domain"]
 SPLIT_FILES = {
@@ -28,14 +28,6 @@ DEFAULT_EXTERNAL_DIR = Path("data/external/cola_public")
 class LoadedCola:
     splits: dict[str, pd.DataFrame]
     record: dict  # which source was used, and how it was verified
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_source(source: str, data_dir: str | None) -> tuple[str, Path | None]:

@@ -5,13 +5,14 @@
     # [{"label": "acceptable", "probabilities": {"acceptable": 0.93, "unacceptable": 0.07}}]
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
+
+from acceptability.hashing import sha256_file
 
 VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 CARD = "model_card.json"
@@ -20,14 +21,6 @@ MAX_BATCH = 256
 
 class ModelFilesError(ValueError):
     """A missing, corrupt or unverified file in the ONNX model folder."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_card(folder: Path) -> dict:

@@ -9,8 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from acceptability.cola import sha256_file
 from acceptability.errors import UserError
+from acceptability.hashing import sha256_file
 
 WEIGHTS = "model.safetensors"
 MODEL_FILES = ["config.json", WEIGHTS, "tokenizer.json", "tokenizer_config.json", "vocab.txt",

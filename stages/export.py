@@ -37,8 +37,9 @@ def main() -> None:
     from acceptability import LABELS
     from acceptability.encode import load_encoded
     from acceptability.export import export_fp32, fuse, quantize_int8
+    from acceptability.hashing import sha256_file
     from acceptability.parity import onnx_logits, torch_logits, variant_metrics
-    from acceptability.predictor import CARD, VARIANT_FILES, sha256_file
+    from acceptability.predictor import CARD, VARIANT_FILES
 
     arrays = load_encoded(args.tokenized / "validation.npz")
     config = json.loads((args.model / "config.json").read_text())

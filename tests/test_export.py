@@ -12,7 +12,8 @@ import yaml
 from conftest import ROOT, tiny_params
 from stage_runner import run_stage
 
-from acceptability.predictor import ModelFilesError, Predictor, sha256_file
+from acceptability.hashing import sha256_file
+from acceptability.predictor import ModelFilesError, Predictor
 
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
 
