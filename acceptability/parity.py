@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from acceptability.predictor import pad
 from acceptability.scores import scores
 
 
@@ -11,13 +12,7 @@ def batches(arrays: dict[str, np.ndarray], size: int):
     offsets = arrays["offsets"]
     for start in range(0, len(offsets) - 1, size):
         stop = min(start + size, len(offsets) - 1)
-        rows = [arrays["input_ids"][offsets[i]:offsets[i + 1]] for i in range(start, stop)]
-        width = max(len(row) for row in rows)
-        input_ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, row in enumerate(rows):
-            input_ids[r, :len(row)], mask[r, :len(row)] = row, 1
-        yield input_ids, mask
+        yield pad([arrays["input_ids"][offsets[i]:offsets[i + 1]] for i in range(start, stop)])
 
 
 @torch.inference_mode()

@@ -49,6 +49,17 @@ def verified(folder: Path, card: dict, name: str) -> Path:
     return path
 
 
+def pad(rows: list) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id rows -> (input_ids, attention_mask), int64, padded with 0 to the longest row."""
+    width = max(len(row) for row in rows)
+    input_ids = np.zeros((len(rows), width), dtype=np.int64)
+    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        input_ids[i, :len(row)] = row
+        attention_mask[i, :len(row)] = 1
+    return input_ids, attention_mask
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -89,13 +100,7 @@ class Predictor:
 
     def encode(self, sentences: list[str]) -> dict[str, np.ndarray]:
         """Tokenize and pad to the longest sentence of this batch (not to max_seq_length)."""
-        encodings = self.tokenizer.encode_batch(sentences)
-        width = max(len(encoding.ids) for encoding in encodings)
-        input_ids = np.zeros((len(sentences), width), dtype=np.int64)
-        attention_mask = np.zeros((len(sentences), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            input_ids[row, :len(encoding.ids)] = encoding.ids
-            attention_mask[row, :len(encoding.ids)] = 1
+        input_ids, attention_mask = pad([encoding.ids for encoding in self.tokenizer.encode_batch(sentences)])
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     def logits(self, sentences: list[str]) -> np.ndarray:
