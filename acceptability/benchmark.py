@@ -32,8 +32,8 @@ class TorchRunner:
     def probabilities(self, sentences: list[str]):
         feeds = self.encoder.encode(sentences)
         with self.torch.inference_mode():
-            logits = self.model(input_ids=self.torch.from_numpy(feeds["input_ids"]),
-                                attention_mask=self.torch.from_numpy(feeds["attention_mask"])).logits
+            logits = self.model(self.torch.from_numpy(feeds["input_ids"]),
+                                self.torch.from_numpy(feeds["attention_mask"]))
         return self.torch.softmax(logits, dim=-1).numpy()
 
 

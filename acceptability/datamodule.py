@@ -27,17 +27,20 @@ class LengthGroupedBatches:
 
     Each epoch: shuffle (seeded by seed + epoch), cut into pools of `pool_batches` batches, sort each pool by
     length, slice it into batches, then shuffle the batch order so lengths don't rise through the epoch.
+    Under DDP every rank builds the same list and takes every `world_size`-th batch, the same count on each.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, pool_batches: int = 50):
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, pool_batches: int = 50, rank: int = 0,
+                 world_size: int = 1):
         self.lengths, self.batch_size, self.seed, self.pool = lengths, batch_size, seed, pool_batches
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-len(self.lengths) // self.batch_size) // self.world_size
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
@@ -48,7 +51,8 @@ class LengthGroupedBatches:
             pool = order[start:start + pool_size]
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
             batches += [pool[i:i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
-        for i in rng.permutation(len(batches)):
+        shuffled = rng.permutation(len(batches))[:len(self) * self.world_size]
+        for i in shuffled[self.rank::self.world_size]:
             yield batches[i]
 
 
@@ -91,7 +95,9 @@ class ColaDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         offsets = self.splits["train"].arrays["offsets"]
-        batches = LengthGroupedBatches(np.diff(offsets), self.batch_size, self.seed)
+        trainer = self.trainer  # None outside a Trainer: one process
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        batches = LengthGroupedBatches(np.diff(offsets), self.batch_size, self.seed, rank=rank, world_size=world)
         return self.loader("train", batch_sampler=batches)
 
     def val_dataloader(self) -> DataLoader:

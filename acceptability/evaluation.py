@@ -41,7 +41,7 @@ def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, bat
     """Predict every validation sentence with the saved model and write eval.json, predictions and mistakes."""
     from acceptability.datamodule import ColaDataModule
     from acceptability.module import load_classifier
-    from acceptability.predict import LogitsOnly, predict_acceptable
+    from acceptability.predict import predict_acceptable
 
     frame = read_split(raw / "validation.csv")
     meta = json.loads((tokenized / "meta.json").read_text())
@@ -49,6 +49,6 @@ def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, bat
     datamodule.setup()
     if not np.array_equal(datamodule.splits["validation"].arrays["idx"], frame["idx"].to_numpy()):
         raise UserError(f"{tokenized}/validation.npz and {raw}/validation.csv disagree on idx: re-run `dvc repro`")
-    model = LogitsOnly(load_classifier(model_dir))
+    model = load_classifier(model_dir)
     p_acceptable = predict_acceptable(model, datamodule.val_dataloader(), desc="evaluate")
     return write_outputs(frame, p_acceptable, metrics_dir)

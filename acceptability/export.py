@@ -8,7 +8,6 @@ import onnx
 import torch
 
 from acceptability.module import load_classifier
-from acceptability.predict import LogitsOnly
 
 INPUTS = ["input_ids", "attention_mask"]  # token_type_ids is all zeros for one sentence: the graph keeps it constant
 OUTPUT = "logits"
@@ -17,7 +16,7 @@ OUTPUT = "logits"
 def export_fp32(model_dir: Path, out: Path, opset: int) -> torch.nn.Module:
     """torch.onnx.export with dynamic batch and sequence axes; returns the torch model for parity checks."""
     # Eager attention traces to the pattern ONNX Runtime fuses into its Attention op (SDPA's does not fuse).
-    model = LogitsOnly(load_classifier(model_dir, attn_implementation="eager")).eval()
+    model = load_classifier(model_dir, attn_implementation="eager").eval()
     example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS} | {OUTPUT: {0: "batch"}}
     # The TorchScript exporter gives the graph that ONNX Runtime's BERT fusions recognise.

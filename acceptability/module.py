@@ -1,5 +1,6 @@
-"""The LightningModule: a Hugging Face sequence classifier, one shared step for train and validation."""
+"""The classifier (a Hugging Face encoder, pooled by [CLS] or by mean) and its LightningModule."""
 
+import re
 from pathlib import Path
 
 import lightning as L
@@ -11,28 +12,99 @@ from acceptability import LABELS
 from acceptability.errors import UserError
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+POOLINGS = ("cls", "mean")
+LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
-def load_classifier(model_dir: str | Path, **options):
-    """A 2-label classifier from a save_pretrained folder (safetensors only); options go to from_pretrained."""
+class SentenceClassifier(torch.nn.Module):
+    """(input_ids, attention_mask) -> logits.
+
+    `cls` runs the model's own head on [CLS]. `mean` averages the real tokens, as all-MiniLM-L6-v2 was trained
+    to, then applies the same dropout and linear classifier, so the saved weights keep the Hugging Face layout.
+    """
+
+    def __init__(self, model: torch.nn.Module, pooling: str):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise UserError(f"params.yaml: train.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
+        if pooling == "mean":
+            classifier = getattr(model, "classifier", None)
+            if not isinstance(classifier, torch.nn.Linear) or not hasattr(model, "dropout"):
+                raise UserError(f"train.pooling=mean needs a linear classifier on the hidden states; "
+                                f"{type(model).__name__} has {type(classifier).__name__}: use train.pooling=cls")
+            if getattr(model.base_model, "pooler", None) is not None:
+                model.base_model.pooler = None  # unused by mean pooling; DDP rejects parameters without gradients
+        model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier
+        self.model, self.pooling = model, pooling
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return self.model.classifier(self.model.dropout(pooled))
+
+    def save_pretrained(self, folder: Path) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+
+
+def load_classifier(model_dir: str | Path, pooling: str | None = None, **options) -> SentenceClassifier:
+    """A 2-label classifier from a save_pretrained folder (safetensors only); options go to from_pretrained.
+
+    `pooling` None means the one recorded in the folder's config.json (`cls` when there is none).
+    """
     if not (Path(model_dir) / "model.safetensors").is_file():  # else from_pretrained would try the Hub
         raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro` up to the stage that writes it")
-    return AutoModelForSequenceClassification.from_pretrained(
+    model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, **options)
+    return SentenceClassifier(model, pooling or getattr(model.config, "classifier_pooling", "cls"))
+
+
+def dropout_options(dropout: float | None) -> dict:
+    """from_pretrained overrides for train.dropout; None keeps the model's own."""
+    if dropout is None:
+        return {}
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise UserError(f"params.yaml: train.dropout must be null or in [0, 1), found {dropout!r}")
+    return {"hidden_dropout_prob": float(dropout), "attention_probs_dropout_prob": float(dropout)}
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float, decay: float, weight_decay: float,
+                     num_layers: int) -> list[dict]:
+    """AdamW groups with layer-wise LR decay: the head gets head_lr, layer i gets lr * decay**(num_layers - i),
+    the embeddings lr * decay**(num_layers + 1). Biases and LayerNorm weights get no weight decay."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        layer = LAYER.search(name)
+        if layer:
+            rate = lr * decay ** (num_layers - int(layer.group(1)))
+        elif ".embeddings." in f".{name}":
+            rate = lr * decay ** (num_layers + 1)
+        elif name.startswith(("classifier.", "model.classifier.")):
+            rate = head_lr
+        else:  # the [CLS] pooler and any other top-level part
+            rate = lr
+        groups.setdefault((rate, 0.0 if name.endswith(NO_DECAY) else weight_decay), []).append(parameter)
+    return [{"params": params, "lr": rate, "weight_decay": wd} for (rate, wd), params in groups.items()]
 
 
 class AcceptabilityClassifier(L.LightningModule):
-    def __init__(self, model_dir: str, learning_rate: float, weight_decay: float, warmup_ratio: float):
+    def __init__(self, model_dir: str, learning_rate: float, weight_decay: float, warmup_ratio: float,
+                 pooling: str = "cls", head_learning_rate: float | None = None, layerwise_lr_decay: float = 1.0,
+                 dropout: float | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.model = load_classifier(model_dir)
-        self.model.train()  # from_pretrained returns eval mode, and Lightning keeps submodules' modes
+        self.classifier = load_classifier(model_dir, pooling, **dropout_options(dropout))
+        self.classifier.train()  # from_pretrained returns eval mode, and Lightning keeps submodules' modes
         self.train_mcc, self.val_mcc = BinaryMatthewsCorrCoef(), BinaryMatthewsCorrCoef()
         self.val_accuracy = BinaryAccuracy()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self.classifier(input_ids, attention_mask)
 
     def step(self, batch: dict, split: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
@@ -58,13 +130,12 @@ class AcceptabilityClassifier(L.LightningModule):
         self.step(batch, "val")
 
     def configure_optimizers(self):
-        named = list(self.model.named_parameters())
-        groups = [
-            {"params": [p for n, p in named if not n.endswith(NO_DECAY)], "weight_decay": self.hparams.weight_decay},
-            {"params": [p for n, p in named if n.endswith(NO_DECAY)], "weight_decay": 0.0},
-        ]
+        hp = self.hparams
+        model = self.classifier.model
+        groups = parameter_groups(model, hp.learning_rate, hp.head_learning_rate or hp.learning_rate,
+                                  hp.layerwise_lr_decay, hp.weight_decay, model.config.num_hidden_layers)
         # The fused kernel is 5x faster than the per-tensor loop on CPU, and exists on CUDA too.
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.learning_rate, fused=True)
+        optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(total * self.hparams.warmup_ratio), total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(total * hp.warmup_ratio), total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

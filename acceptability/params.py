@@ -57,3 +57,12 @@ def check_train(train: dict) -> None:
     ratio = train.get("warmup_ratio")
     if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
         raise UserError(f"params.yaml: train.warmup_ratio must be in [0, 1), found {ratio!r}")
+    if train.get("head_learning_rate") is not None:
+        positive(train, "head_learning_rate", float, "train")
+    decay = train.get("layerwise_lr_decay", 1.0)
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
+        raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
+    if train.get("pooling", "cls") not in ("cls", "mean"):
+        raise UserError(f"params.yaml: train.pooling must be cls or mean, found {train.get('pooling')!r}")
+    if "num_nodes" in train:
+        positive(train, "num_nodes", int, "train")

@@ -14,14 +14,3 @@ def predict_acceptable(model: torch.nn.Module, loader, desc: str = "predict") ->
         logits = model(batch["input_ids"], batch["attention_mask"])
         chunks.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros(0)
-
-
-class LogitsOnly(torch.nn.Module):
-    """Adapts a Hugging Face classifier to the (input_ids, attention_mask) -> logits call."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits

@@ -23,12 +23,13 @@ def wandb_mode(requested: str) -> str:
     return requested
 
 
-def make_loggers(tracking: dict, dvclive_dir: Path, run_config: dict) -> list:
+def make_loggers(tracking: dict, dvclive_dir: Path, run_config: dict, resume: bool = False) -> list:
     from dvclive.lightning import DVCLiveLogger
 
     # The pipeline declares these files in dvc.yaml itself, so DVCLive must not write its own dvc.yaml
     # or make experiments from inside a stage.
-    loggers = [DVCLiveLogger(dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False)]
+    # resume continues the curves of an interrupted run instead of starting them again.
+    loggers = [DVCLiveLogger(dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False, resume=resume)]
     mode = wandb_mode(tracking.get("wandb", "offline"))
     if mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger

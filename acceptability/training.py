@@ -1,16 +1,20 @@
 """train(params) -> metrics: the whole training run, callable from the stage script and from tests."""
 
 import json
+import os
 import shutil
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 
-from acceptability.atomic import atomic_path
+from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
 from acceptability.datamodule import ColaDataModule
+from acceptability.hashing import sha256_file
 from acceptability.module import AcceptabilityClassifier
 from acceptability.params import check_model, check_train, section
 from acceptability.predict import predict_acceptable
@@ -28,26 +32,59 @@ class TrainPaths:
     dvclive: Path = Path("metrics/train")
 
 
+RUN_RECORD = "run.json"
+
+
 def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trainer, L.Callback]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # our run.json
+    # last.ckpt is written at every epoch's end: an interrupted run resumes from it (see resume_point).
     checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max",
-                                 save_top_k=1)
+                                 save_top_k=1, save_last=True)
     stopping = EarlyStopping(monitor="val/mcc", mode="max", patience=int(train["early_stopping_patience"]))
     trainer = L.Trainer(
         max_epochs=int(train["num_train_epochs"]), accelerator=train.get("accelerator", "auto"),
-        devices=train.get("devices", 1), precision=train.get("precision", "32-true"),
+        devices=train.get("devices", 1), num_nodes=int(train.get("num_nodes", 1)),
+        strategy=train.get("strategy", "auto"), precision=train.get("precision", "32-true"),
         deterministic=bool(train.get("deterministic", True)), logger=loggers,
         callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10)],
+        # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
+        use_distributed_sampler=False,
         log_every_n_steps=int(train.get("log_every_n_steps", 10)), num_sanity_val_steps=0,
         default_root_dir=paths.checkpoints, enable_progress_bar=True, enable_model_summary=False)
     return trainer, checkpoint
 
 
+def is_launching_process() -> bool:
+    """True in the process the user started (global rank 0); Lightning's DDP launcher sets these for the others."""
+    return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def run_fingerprint(model_cfg: dict, train_cfg: dict, paths: TrainPaths) -> str:
+    """What a checkpoint must have been trained on to be resumed: the params and the input files."""
+    inputs = {"model": model_cfg, "train": train_cfg,
+              "train.npz": sha256_file(paths.tokenized / "train.npz"),
+              "pretrained": sha256_file(paths.pretrained / WEIGHTS)}
+    return json.dumps(inputs, sort_keys=True, default=str)
+
+
+def resume_point(paths: TrainPaths, fingerprint: str) -> Path | None:
+    """last.ckpt of an interrupted run with the same params and inputs, else None (and a clean folder)."""
+    last, record = paths.checkpoints / "last.ckpt", paths.checkpoints / RUN_RECORD
+    same_run = record.is_file() and json.loads(record.read_text()).get("fingerprint") == fingerprint
+    if same_run and last.is_file():
+        return last
+    if is_launching_process():  # the other DDP ranks start after this and must not delete its record
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        write_json(record, {"fingerprint": fingerprint})
+    return None
+
+
 def save_model(module: AcceptabilityClassifier, pretrained: Path, out: Path) -> None:
     """save_pretrained (safetensors) plus the tokenizer files, so the folder serves on its own."""
     with atomic_path(out) as folder:
-        module.model.save_pretrained(folder, safe_serialization=True)
+        module.classifier.save_pretrained(folder)
         for name in MODEL_FILES:
             if name not in ("config.json", WEIGHTS) and (pretrained / name).is_file():
                 shutil.copyfile(pretrained / name, folder / name)
@@ -67,12 +104,28 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     meta = json.loads((paths.tokenized / "meta.json").read_text())
     datamodule = ColaDataModule(paths.tokenized, int(train_cfg["batch_size"]), int(train_cfg["eval_batch_size"]),
                                 meta["pad_token_id"], int(train_cfg.get("num_workers", 0)), int(train_cfg["seed"]))
-    module = AcceptabilityClassifier(str(paths.pretrained), float(train_cfg["learning_rate"]),
-                                     float(train_cfg["weight_decay"]), float(train_cfg["warmup_ratio"]))
-    shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    loggers = make_loggers(tracking, paths.dvclive, {"model": model_cfg, "train": train_cfg})
+    head_lr = train_cfg.get("head_learning_rate")
+    module = AcceptabilityClassifier(
+        str(paths.pretrained), float(train_cfg["learning_rate"]), float(train_cfg["weight_decay"]),
+        float(train_cfg["warmup_ratio"]), pooling=train_cfg.get("pooling", "cls"),
+        head_learning_rate=float(head_lr) if head_lr else None,
+        layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)), dropout=train_cfg.get("dropout"))
+    resume = resume_point(paths, run_fingerprint(model_cfg, train_cfg, paths))
+    if resume:
+        print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
+    loggers = make_loggers(tracking, paths.dvclive, {"model": model_cfg, "train": train_cfg}, resume=bool(resume))
     trainer, checkpoint = build_trainer(train_cfg, paths, loggers)
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    except BaseException:
+        if (paths.checkpoints / "last.ckpt").is_file():
+            print(f"training stopped; {paths.checkpoints}/last.ckpt holds the last finished epoch: "
+                  "run the same command to resume from it", file=sys.stderr)
+        raise
+    result = {"best_val_mcc": float(checkpoint.best_model_score), "epochs_run": trainer.current_epoch,
+              "global_steps": trainer.global_step}
+    if not trainer.is_global_zero:
+        return result
 
     # Our own checkpoint, read back as plain tensors and primitives (no arbitrary unpickling).
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -85,5 +138,5 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
         log_wandb_results(wandb, read_split(paths.raw / "validation.csv"), p_acceptable)
     for logger in loggers:
         logger.finalize("success")
-    return {"best_val_mcc": float(checkpoint.best_model_score), "epochs_run": trainer.current_epoch,
-            "global_steps": trainer.global_step}
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)  # finished: nothing to resume
+    return result
