@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock plots clean
+.PHONY: help install repro test test-fast lint format lock plots train-benchmark clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lint: $(STAMP) ## Lint with ruff
 
 format: $(STAMP) ## Format with ruff
 	$(BIN)/ruff format acceptability stages tests
+
+train-benchmark: $(STAMP) ## Pipeline vs plain PyTorch loop training speed -> metrics/train_benchmark.json (after repro)
+	$(BIN)/python -m acceptability.train_benchmark --out metrics/train_benchmark.json
 
 plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show

@@ -26,12 +26,12 @@ class SentenceClassifier(torch.nn.Module):
     def __init__(self, model: torch.nn.Module, pooling: str):
         super().__init__()
         if pooling not in POOLINGS:
-            raise UserError(f"params.yaml: train.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
+            raise UserError(f"params.yaml: model.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
         if pooling == "mean":
             classifier = getattr(model, "classifier", None)
             if not isinstance(classifier, torch.nn.Linear) or not hasattr(model, "dropout"):
                 raise UserError(f"train.pooling=mean needs a linear classifier on the hidden states; "
-                                f"{type(model).__name__} has {type(classifier).__name__}: use train.pooling=cls")
+                                f"{type(model).__name__} has {type(classifier).__name__}: use model.pooling=cls")
             if getattr(model.base_model, "pooler", None) is not None:
                 model.base_model.pooler = None  # unused by mean pooling; DDP rejects parameters without gradients
         model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier

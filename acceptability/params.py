@@ -38,6 +38,8 @@ def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
     if model.get("name") not in known:
         raise UserError(f"params.yaml: model.name {model.get('name')!r} is not a model group; "
                         f"known groups in {conf_dir / 'model'}: {', '.join(known)}")
+    if model.get("pooling", "cls") not in ("cls", "mean"):
+        raise UserError(f"params.yaml: model.pooling must be cls or mean, found {model.get('pooling')!r}")
 
 
 def positive(cfg: dict, key: str, kind: type, where: str) -> None:
@@ -62,7 +64,5 @@ def check_train(train: dict) -> None:
     decay = train.get("layerwise_lr_decay", 1.0)
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
-    if train.get("pooling", "cls") not in ("cls", "mean"):
-        raise UserError(f"params.yaml: train.pooling must be cls or mean, found {train.get('pooling')!r}")
     if "num_nodes" in train:
         positive(train, "num_nodes", int, "train")

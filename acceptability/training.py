@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
@@ -107,7 +109,7 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     head_lr = train_cfg.get("head_learning_rate")
     module = AcceptabilityClassifier(
         str(paths.pretrained), float(train_cfg["learning_rate"]), float(train_cfg["weight_decay"]),
-        float(train_cfg["warmup_ratio"]), pooling=train_cfg.get("pooling", "cls"),
+        float(train_cfg["warmup_ratio"]), pooling=model_cfg.get("pooling", "cls"),
         head_learning_rate=float(head_lr) if head_lr else None,
         layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)), dropout=train_cfg.get("dropout"))
     resume = resume_point(paths, run_fingerprint(model_cfg, train_cfg, paths))
@@ -117,10 +119,12 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     trainer, checkpoint = build_trainer(train_cfg, paths, loggers)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
-    except BaseException:
+    except BaseException as stop:
         if (paths.checkpoints / "last.ckpt").is_file():
             print(f"training stopped; {paths.checkpoints}/last.ckpt holds the last finished epoch: "
                   "run the same command to resume from it", file=sys.stderr)
+        if isinstance(stop, SIGTERMException):  # a SystemExit with code 0: DVC would take the stage as done
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
     result = {"best_val_mcc": float(checkpoint.best_model_score), "epochs_run": trainer.current_epoch,
               "global_steps": trainer.global_step}

@@ -45,6 +45,15 @@ def base_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def compose(folder: Path, overrides: list[str]) -> dict:
+    """params.yaml as DVC's Hydra integration composes it from conf/ with `-S` overrides."""
+    from dvc.utils.hydra import compose_and_dump
+
+    out = folder / "params.yaml"
+    compose_and_dump(out, str(ROOT / "conf"), None, "config", "", overrides)
+    return yaml.safe_load(out.read_text())
+
+
 def tiny_params(base: dict, model_dir: Path) -> dict:
     """The project's params, pointed at the tiny fixtures and shortened for tests."""
     params = copy.deepcopy(base)

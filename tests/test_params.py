@@ -5,25 +5,17 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, compose
 
 from acceptability.errors import UserError
 from acceptability.params import check_model, check_train, known_models
-
-
-def compose(tmp_path, overrides: list[str]) -> dict:
-    from dvc.utils.hydra import compose_and_dump
-
-    out = tmp_path / "params.yaml"
-    compose_and_dump(out, str(ROOT / "conf"), None, "config", "", overrides)
-    return yaml.safe_load(out.read_text())
 
 
 def test_params_yaml_is_the_composition_of_conf(tmp_path, base_params):
     assert compose(tmp_path, []) == base_params
 
 
-@pytest.mark.parametrize("group", ["all_minilm_l6_v2", "bert_tiny", "bert_mini", "bert_small"])
+@pytest.mark.parametrize("group", ["all_minilm_l6_v2", "bert_tiny", "bert_mini", "bert_small", "electra_small"])
 def test_every_model_group_composes(tmp_path, group):
     params = compose(tmp_path, [f"model={group}", "train.learning_rate=1e-4"])
     assert params["model"]["name"] == group
@@ -32,12 +24,14 @@ def test_every_model_group_composes(tmp_path, group):
 
 
 def test_known_models_are_the_conf_groups():
-    assert known_models(ROOT / "conf") == ["all_minilm_l6_v2", "bert_mini", "bert_small", "bert_tiny"]
+    assert known_models(ROOT / "conf") == ["all_minilm_l6_v2", "bert_mini", "bert_small", "bert_tiny",
+                                              "electra_small"]
 
 
 def test_unknown_model_group(tmp_path):
     with pytest.raises(UserError, match=r"model.name 'bert_huge' is not a model group; known groups in "
-                                        r"conf/model: all_minilm_l6_v2, bert_mini, bert_small, bert_tiny"):
+                                        r"conf/model: all_minilm_l6_v2, bert_mini, bert_small, bert_tiny, "
+                                        r"electra_small"):
         check_model({"name": "bert_huge"}, ROOT.joinpath("conf").relative_to(ROOT))
 
 

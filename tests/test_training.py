@@ -1,10 +1,14 @@
 """A real Lightning run on the tiny BERT: reproducible, saved as safetensors, evaluated to the documented schema."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 from stage_runner import run_stage
 
 from acceptability.training import TrainPaths, train
@@ -78,3 +82,49 @@ def test_wandb_offline_run_holds_curves_confusion_matrix_and_mistakes(prepared, 
     assert len(tables["misclassified"]["data"]) == wrong
     confusion = tables["confusion_matrix_table"]
     assert sum(row[-1] for row in confusion["data"]) == 32  # counts over all validation rows
+
+
+def test_train_benchmark_writes_the_documented_report(prepared):
+    out = prepared / "metrics" / "train_benchmark.json"
+    result = subprocess.run([sys.executable, "-m", "acceptability.train_benchmark", "--steps", "3",
+                             "--warmup-steps", "1", "--out", str(out)], cwd=prepared, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert {"pipeline_sps", "plain_loop_sps", "ratio", "steps", "batch_size"} <= set(report)
+    assert report["steps"] == 3 and report["batch_size"] == 8
+    assert report["pipeline_sps"] > 0 and report["plain_loop_sps"] > 0
+    assert report["ratio"] == pytest.approx(report["pipeline_sps"] / report["plain_loop_sps"], rel=1e-2)
+
+
+def test_mean_pooling_is_saved_and_exported_within_the_parity_gate(prepared, params):
+    params["model"]["pooling"] = "mean"
+    (prepared / "params.yaml").write_text(yaml.safe_dump(params))
+    result, metrics, _ = train_and_evaluate(prepared, params, "mean")
+    model_dir = prepared / "mean" / "model"
+    assert json.loads((model_dir / "config.json").read_text())["classifier_pooling"] == "mean"
+    from safetensors import safe_open
+
+    with safe_open(model_dir / "model.safetensors", "pt") as weights:
+        assert not any("pooler" in name for name in weights.keys())  # noqa: SIM118 (safe_open has no __iter__)
+    assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
+    run_stage("export.py", "--model", str(model_dir), "--out", str(prepared / "mean" / "onnx"),
+              "--metrics", str(prepared / "mean" / "export.json"))
+    card = json.loads((prepared / "mean" / "onnx" / "model_card.json").read_text())
+    assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
+
+
+def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
+    from acceptability.module import load_classifier, parameter_groups
+
+    model = load_classifier(tiny_model_dir).model
+    groups = parameter_groups(model, lr=1e-4, head_lr=1e-3, decay=0.5, weight_decay=0.01, num_layers=2)
+    rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert rate_of[id(named["classifier.weight"])] == 1e-3
+    assert rate_of[id(named["bert.encoder.layer.1.output.dense.weight"])] == pytest.approx(1e-4 * 0.5)
+    assert rate_of[id(named["bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(1e-4 * 0.25)
+    assert rate_of[id(named["bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-4 * 0.125)
+    assert len(rate_of) == len(named)  # every parameter is in exactly one group
+    no_decay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(named["bert.encoder.layer.0.output.LayerNorm.weight"]) in no_decay
