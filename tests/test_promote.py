@@ -1,0 +1,197 @@
+"""The report and the champion/challenger gate on real git, DVC and GTO in a temporary repo (no mocks)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+from acceptability.promote import mcc, paired_bootstrap
+
+ARTIFACT = "cola-classifier"
+N = 1000
+
+
+def run(cmd: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def promote(repo: Path, *extra: str) -> tuple[int, dict, str]:
+    result = run([sys.executable, "-m", "acceptability.promote", "--json-out", "promote.json", "--md-out",
+                  "promote.md", *extra], repo, check=False)
+    decision = json.loads((repo / "promote.json").read_text()) if result.returncode in (0, 3) else {}
+    return result.returncode, decision, result.stderr
+
+
+def labels() -> np.ndarray:
+    return (np.random.default_rng(1).random(N) < 0.7).astype(int)
+
+
+def predictions_with(correct: int) -> np.ndarray:
+    """The first `correct` rows predicted right, the rest wrong: MCC grows with `correct`."""
+    truth = labels()
+    return np.where(np.arange(N) < correct, truth, 1 - truth)
+
+
+def write_results(repo: Path, predictions: np.ndarray, int8_drop: float = 0.004, int8_p95: float = 8.0,
+                  torch_p95: float = 25.0, size_mb: float = 22.0) -> None:
+    truth = labels()
+    (repo / "metrics").mkdir(exist_ok=True)
+    pd.DataFrame({"idx": np.arange(N), "label": truth, "prediction": predictions,
+                  "p_acceptable": predictions * 0.8 + 0.1}).to_csv(repo / "metrics/predictions.csv", index=False)
+    score = float(mcc(truth, predictions))
+    (repo / "metrics/eval.json").write_text(json.dumps({"val": {"mcc": score, "n": N}}))
+    (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": int8_drop}))
+    (repo / "metrics/benchmark.json").write_text(json.dumps({
+        "torch_fp32": {"latency_ms_p95": torch_p95}, "onnx_int8": {"latency_ms_p95": int8_p95, "size_mb": size_mb}}))
+
+
+def commit(repo: Path, message: str) -> str:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "--allow-empty", "-m", message], repo)
+    return run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+
+
+def prod_commit(repo: Path) -> str | None:
+    from acceptability.registry import champion
+
+    found = champion(repo, ARTIFACT, "prod")
+    return found["commit"] if found else None
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    """A DVC repo whose dvc.yaml declares the artifact and the metrics; params.yaml holds the gate's settings."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run(["dvc", "init", "-q"], repo)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": 5e-5},
+                                                      "promote": params["promote"]}))
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({
+        "metrics": ["metrics/eval.json", "metrics/benchmark.json"], "params": ["params.yaml"],
+        "artifacts": {ARTIFACT: {"path": "models/model", "type": "model"}}}))
+    (repo / ".gitignore").write_text("promote.json\npromote.md\nreport/\n")
+    return repo
+
+
+def test_bootstrap_ci_brackets_the_point_estimate():
+    truth = labels()
+    boot = paired_bootstrap(truth, predictions_with(700), predictions_with(800), 2000, 0)
+    assert boot["delta"] == pytest.approx(float(mcc(truth, predictions_with(800)) - mcc(truth, predictions_with(700))))
+    assert boot["ci_low"] < boot["delta"] < boot["ci_high"] and boot["ci_low"] > 0
+    assert paired_bootstrap(truth, predictions_with(700), predictions_with(800), 2000, 0) == boot  # seeded
+
+
+def test_first_model_then_a_better_challenger_is_promoted_and_reported(repo):
+    write_results(repo, predictions_with(750))
+    champion = commit(repo, "champion")
+    code, decision, _ = promote(repo, "--assign")
+    assert code == 0 and decision["decision"] == "PROMOTE" and decision["champion"] is None  # the first model
+    assert prod_commit(repo) == champion
+
+    write_results(repo, predictions_with(850))
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("5.0e-05", "1.0e-04"))
+    challenger = commit(repo, "challenger")
+    report = run([sys.executable, "-m", "acceptability.report", "--base", champion, "--out", "report/report.md"],
+                 repo)
+    assert "gate: PROMOTE" in report.stdout
+    markdown = (repo / "report/report.md").read_text()
+    truth = labels()
+    old, new = float(mcc(truth, predictions_with(750))), float(mcc(truth, predictions_with(850)))
+    assert f"| val.mcc | {old:.4g} | {new:.4g} | {new - old:.4g} |" in markdown
+    assert "| train.learning_rate | 5e-05 | 0.0001 |" in markdown
+    assert f"champion v0.0.1 (`{champion[:12]}`)" in markdown and challenger in markdown
+    assert "![Confusion matrix](plots/confusion.png)" in markdown
+    assert (repo / "report/plots/confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, decision, _ = promote(repo, "--assign")
+    assert code == 0 and decision["decision"] == "PROMOTE"
+    assert decision["bootstrap"]["ci_low"] > 0
+    assert prod_commit(repo) == challenger  # the prod tag moved
+    assert "cola-classifier#prod#2" in run(["git", "tag"], repo).stdout
+
+
+def noisy(predictions: np.ndarray, fixed: int, broken: int) -> np.ndarray:
+    """`fixed` wrong predictions made right and `broken` right ones made wrong: what reseeding alone does."""
+    truth, changed = labels(), predictions.copy()
+    wrong, right = np.flatnonzero(changed != truth), np.flatnonzero(changed == truth)
+    changed[wrong[:fixed]] = truth[wrong[:fixed]]
+    changed[right[:broken]] = 1 - truth[right[:broken]]
+    return changed
+
+
+@pytest.mark.parametrize(("fixed", "broken"), [(0, 0), (8, 3)], ids=["equal", "better-by-5-noise"])
+def test_equal_or_noise_level_challenger_is_kept(repo, fixed, broken):
+    write_results(repo, predictions_with(750))
+    champion = commit(repo, "champion")
+    promote(repo, "--assign")
+    write_results(repo, noisy(predictions_with(750), fixed, broken))
+    commit(repo, "challenger")
+    code, decision, _ = promote(repo, "--assign")
+    assert code == 3 and decision["decision"] == "KEEP"
+    assert decision["bootstrap"]["delta"] >= 0 and decision["bootstrap"]["ci_low"] <= 0
+    assert "the lower bound is not above the margin 0.0" in decision["reasons"][0]
+    assert prod_commit(repo) == champion
+
+
+@pytest.mark.parametrize(("broken", "reason"), [
+    ({"int8_drop": 0.03}, "int8 MCC drop"),
+    ({"int8_p95": 13.0}, "int8 p95 latency ratio"),
+    ({"size_mb": 80.0}, "int8 size (MB)"),
+])
+def test_guardrail_failure_keeps_the_champion(repo, broken, reason):
+    write_results(repo, predictions_with(750))
+    champion = commit(repo, "champion")
+    promote(repo, "--assign")
+    write_results(repo, predictions_with(900), **broken)
+    commit(repo, "faster to train, worse to serve")
+    code, decision, _ = promote(repo, "--assign")
+    assert code == 3 and decision["decision"] == "KEEP"
+    assert decision["bootstrap"]["ci_low"] > 0  # better on MCC, stopped by the guardrail alone
+    assert any(r.startswith(f"guardrail failed: {reason}") for r in decision["reasons"])
+    assert prod_commit(repo) == champion
+
+
+def test_latency_is_compared_relative_to_each_runs_torch_baseline(repo):
+    write_results(repo, predictions_with(750))
+    commit(repo, "champion")
+    promote(repo, "--assign")
+    # 50% slower int8 on a machine that is 50% slower overall: the same model speed.
+    write_results(repo, predictions_with(900), int8_p95=12.0, torch_p95=37.5)
+    commit(repo, "benchmarked on a slower runner")
+    code, decision, _ = promote(repo)
+    latency = next(c for c in decision["guardrails"] if c["name"] == "int8 p95 latency ratio")
+    assert latency["value"] == pytest.approx(1.0) and code == 0
+
+
+def test_missing_or_malformed_metrics_give_a_clear_error(repo):
+    write_results(repo, predictions_with(750))
+    (repo / "metrics/predictions.csv").unlink()
+    code, _, stderr = promote(repo)
+    assert code == 2
+    assert stderr == "error: metrics/predictions.csv is missing in the workspace: run `dvc repro` first\n"
+
+    write_results(repo, predictions_with(750))
+    (repo / "metrics/benchmark.json").write_text("{not json")
+    code, _, stderr = promote(repo)
+    assert code == 2 and stderr.startswith("error: metrics/benchmark.json at the workspace is not valid JSON")
+
+    write_results(repo, predictions_with(750))
+    (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": "small"}))
+    code, _, stderr = promote(repo)
+    assert code == 2
+    assert stderr == "error: metrics/export.json: field int8_mcc_drop is missing or not a number (found 'small')\n"
