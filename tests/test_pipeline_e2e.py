@@ -129,3 +129,9 @@ def test_unknown_model_group_fails_before_running_anything(repo):
     assert result.returncode != 0
     assert "Could not find 'model/bert_huge'" in result.stdout + result.stderr
     assert ran_stages(result.stdout) == []
+
+
+def test_a_checkout_runs_its_own_package_not_the_installed_one(repo):
+    """`dvc exp run --queue` runs stages in a temporary copy: `python -m stages.x` must import that copy's code."""
+    result = run([sys.executable, "-c", "import stages.train, acceptability; print(acceptability.__file__)"], repo)
+    assert Path(result.stdout.strip()).resolve().is_relative_to(repo.resolve())

@@ -195,3 +195,20 @@ def test_missing_or_malformed_metrics_give_a_clear_error(repo):
     code, _, stderr = promote(repo)
     assert code == 2
     assert stderr == "error: metrics/export.json: field int8_mcc_drop is missing or not a number (found 'small')\n"
+
+
+def test_ci_promote_script_writes_the_decision_for_the_workflow(repo):
+    write_results(repo, predictions_with(750))
+    head = commit(repo, "first model")
+    outputs = repo.parent / "github_output"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(ROOT), "PYTHON": sys.executable, "GITHUB_OUTPUT": str(outputs),
+           "GITHUB_STEP_SUMMARY": str(repo.parent / "summary.md")}
+    result = subprocess.run(["bash", str(ROOT / ".ci/promote")], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert outputs.read_text() == "decision=PROMOTE\n"
+    assert "### Gate: **PROMOTE**" in (repo.parent / "summary.md").read_text()
+    assert prod_commit(repo) == head
+
+    result = subprocess.run(["bash", str(ROOT / ".ci/promote")], cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and outputs.read_text().endswith("decision=KEEP\n")  # KEEP is not a failure
