@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock plots train-benchmark clean
+.PHONY: help install repro test test-fast lint format lock plots train-benchmark report promote clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,12 @@ format: $(STAMP) ## Format with ruff
 
 train-benchmark: $(STAMP) ## Pipeline vs plain PyTorch loop training speed -> metrics/train_benchmark.json (after repro)
 	$(BIN)/python -m acceptability.train_benchmark --out metrics/train_benchmark.json
+
+report: $(STAMP) ## Markdown report of the workspace against BASE (default main) and the prod champion -> report/
+	$(BIN)/python -m acceptability.report --base $(or $(BASE),main) --out report/report.md
+
+promote: $(STAMP) ## The champion/challenger gate (exit 0 PROMOTE, 3 KEEP, 2 error); ASSIGN=1 tags a winner with GTO
+	$(BIN)/python -m acceptability.promote $(if $(ASSIGN),--assign)
 
 plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show

@@ -1,1 +1,1 @@
-"""One script per DVC stage; dvc.yaml runs them as `python -m stages.<name>` so each checkout imports its own package."""
+"""One script per DVC stage. dvc.yaml runs them as `python -m stages.<name>`: each checkout imports its own package."""
