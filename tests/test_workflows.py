@@ -78,3 +78,10 @@ def test_deploy_script_refuses_to_start_without_its_settings(tmp_path):
                             env={**env, "AWS_REGION": "eu-west-1", "ECR_REPOSITORY": "cola"}, capture_output=True,
                             text=True)
     assert result.returncode == 2 and result.stderr.startswith("error: Dockerfile is missing")
+
+
+def test_ruff_finds_nothing():
+    """The lint step of ci.yml, inside the suite too, so `bash .ci/run` catches what GitHub's job would."""
+    result = subprocess.run([BIN / "ruff", "check", "acceptability", "stages", "tests"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
