@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock plots train-benchmark report promote clean
+.PHONY: help install repro test test-fast lint format lock lock-serve plots train-benchmark report promote serve load-test monitor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -45,12 +45,26 @@ report: $(STAMP) ## Markdown report of the workspace against BASE (default main)
 promote: $(STAMP) ## The champion/challenger gate (exit 0 PROMOTE, 3 KEEP, 2 error); ASSIGN=1 tags a winner with GTO
 	$(BIN)/python -m acceptability.promote $(if $(ASSIGN),--assign)
 
+serve: $(STAMP) ## The HTTP API on 127.0.0.1:8080 over models/onnx/ (COLA_SERVE_* settings, README Serving)
+	$(BIN)/uvicorn --factory acceptability.serving.app:create_app --host 127.0.0.1 --port 8080
+
+load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics/serve_load.json
+	$(BIN)/python -m acceptability.serving.loadtest --duration 60 --concurrency 16
+
+monitor: $(STAMP) ## Drift report of LOG (a prediction log) against validation -> monitor/report.md
+	$(BIN)/python -m acceptability.serving.monitor --log $(LOG) --out monitor
+
 plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show
 
 lock: $(STAMP) ## Re-pin requirements.txt from requirements.in
 	$(BIN)/python -m pip install --quiet -r requirements.in
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.txt
+
+lock-serve: ## Re-pin requirements-serve.txt (the images' packages) from requirements-serve.in in a clean venv
+	rm -rf .venv-serve && $(PYTHON) -m venv .venv-serve && .venv-serve/bin/pip install --quiet -r requirements-serve.in
+	(head -1 requirements-serve.txt; .venv-serve/bin/pip freeze) > requirements-serve.tmp && mv requirements-serve.tmp requirements-serve.txt
+	rm -rf .venv-serve
 
 clean: ## Remove the virtual environment and caches (not DVC's cache)
 	rm -rf $(VENV) .pytest_cache .ruff_cache dvc_plots

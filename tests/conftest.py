@@ -80,3 +80,28 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("COLA_DIR", raising=False)
     os.environ.setdefault("WANDB_SILENT", "true")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, base_params, tiny_model_dir):
+    """download + tokenize on the tiny data, a seeded tiny classifier in models/model, then the export stage."""
+    import torch
+    from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
+    from transformers import BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("export")
+    shutil.copytree(ROOT / "conf", folder / "conf")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
+        run_stage("download.py")
+        run_stage("tokenize_splits.py")
+        torch.manual_seed(1)
+        model = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+        model.save_pretrained(folder / "models/model", safe_serialization=True)
+        shutil.copyfile(tiny_model_dir / "tokenizer.json", folder / "models/model/tokenizer.json")
+        run_stage("export.py")
+    finally:
+        os.chdir(cwd)
+    return folder

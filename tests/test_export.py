@@ -9,39 +9,12 @@ import numpy as np
 import onnx
 import pytest
 import yaml
-from conftest import ROOT, tiny_params
-from stage_runner import run_stage
+from conftest import ROOT
 
 from acceptability.hashing import sha256_file
 from acceptability.predictor import ModelFilesError, Predictor
 
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, base_params, tiny_model_dir):
-    """download + tokenize on the tiny data, a seeded tiny classifier in models/model, then the export stage."""
-    import os
-
-    import torch
-    from transformers import BertForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("export")
-    shutil.copytree(ROOT / "conf", folder / "conf")
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
-        run_stage("download.py")
-        run_stage("tokenize_splits.py")
-        torch.manual_seed(1)
-        model = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
-        model.save_pretrained(folder / "models/model", safe_serialization=True)
-        shutil.copyfile(tiny_model_dir / "tokenizer.json", folder / "models/model/tokenizer.json")
-        run_stage("export.py")
-    finally:
-        os.chdir(cwd)
-    return folder
 
 
 def torch_logits(model_dir, sentences):

@@ -1,0 +1,23 @@
+# The inference API: ONNX Runtime behind FastAPI/uvicorn, no torch. Build after `dvc pull export` (or `dvc repro`)
+# has filled models/onnx/:   docker build -t cola-api . && docker run -p 8080:8080 cola-api
+# Settings are COLA_SERVE_* environment variables (README, Serving); the image holds no secrets.
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY requirements-serve.txt /tmp/requirements-serve.txt
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-compile -r /tmp/requirements-serve.txt
+
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 COLA_SERVE_MODEL_DIR=/app/models/onnx
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY acceptability/__init__.py acceptability/predictor.py acceptability/hashing.py acceptability/
+COPY acceptability/serving/ acceptability/serving/
+COPY models/onnx/ models/onnx/
+USER app
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"]
+# uvicorn finishes the requests in flight on SIGTERM (docker stop) before the model is unloaded.
+CMD ["uvicorn", "--factory", "acceptability.serving.app:create_app", "--host", "0.0.0.0", "--port", "8080", \
+     "--timeout-graceful-shutdown", "20", "--no-access-log"]

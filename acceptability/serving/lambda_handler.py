@@ -1,0 +1,102 @@
+"""AWS Lambda handler: API Gateway REST (v1) and HTTP API (v2) proxy events, and direct invocations.
+
+    {"sentences": ["..."]} or {"sentence": "..."}      direct: returns {"model_version", "predictions"}
+    API Gateway proxy event                              returns {"statusCode", "headers", "body"}
+
+The model loads once per container (at the first call) from COLA_SERVE_MODEL_DIR, with the API's limits.
+"""
+
+import base64
+import binascii
+import json
+import time
+import uuid
+
+from pydantic import ValidationError
+
+from acceptability.predictor import VARIANT_FILES, Predictor, read_card
+from acceptability.serving.predlog import log_predictions, prediction_logger
+from acceptability.serving.schemas import describe, request_model
+from acceptability.serving.settings import ServeSettings, choose_variant
+
+_loaded: dict = {}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def loaded() -> dict:
+    """The predictor, settings and logger of this container, loaded on the first call."""
+    if not _loaded:
+        settings = ServeSettings.from_env()
+        card = read_card(settings.model_dir)
+        variant = choose_variant(settings, card)
+        _loaded.update(settings=settings, predictor=Predictor.load(settings.model_dir, variant, settings.threads),
+                       version=f"{variant}-{card['sha256'][VARIANT_FILES[variant]][:12]}",
+                       request=request_model(settings.max_sentences, settings.max_chars),
+                       logger=prediction_logger("-", 0, 0))  # CloudWatch takes stdout
+    return _loaded
+
+
+def sentences_of(payload, state: dict) -> list[str]:
+    if isinstance(payload, dict) and "sentence" in payload and "sentences" not in payload:
+        payload = {**{k: v for k, v in payload.items() if k != "sentence"}, "sentences": [payload["sentence"]]}
+    try:
+        return state["request"].model_validate(payload).sentences
+    except ValidationError as err:
+        raise BadRequest(422, "invalid_request", describe(err.errors())) from None
+
+
+def proxy_body(event: dict, state: dict):
+    """The JSON body of an API Gateway event, checked as the HTTP API checks it."""
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    method = event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method", "")
+    if method == "GET":
+        query = event.get("queryStringParameters") or {}
+        return {"sentence": query.get("sentence", "")}
+    if method != "POST":
+        raise BadRequest(405, "method_not_allowed", "use POST with a JSON body, or GET with ?sentence=")
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise BadRequest(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+    body = event.get("body") or ""
+    raw = body.encode("utf-8", "surrogatepass")
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(400, "invalid_encoding", "the body is not valid base64") from None
+    if len(raw) > state["settings"].max_body_bytes:
+        raise BadRequest(413, "body_too_large", f"the body is over {state['settings'].max_body_bytes} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise BadRequest(400, "invalid_encoding", f"the body is not valid UTF-8 (byte {err.start})") from None
+    except json.JSONDecodeError:
+        raise BadRequest(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def predict(sentences: list[str], request_id: str, state: dict) -> dict:
+    started = time.perf_counter()
+    results = state["predictor"].predict(sentences)
+    log_predictions(state["logger"], sentences, results, request_id, state["version"],
+                    time.perf_counter() - started, state["settings"].log_text)
+    return {"model_version": state["version"], "predictions": results}
+
+
+def handler(event, context=None):
+    state = loaded()
+    request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
+    is_proxy = isinstance(event, dict) and ("httpMethod" in event or "routeKey" in event or
+                                            "http" in event.get("requestContext", {}))
+    try:
+        payload = proxy_body(event, state) if is_proxy else event
+        result, status = predict(sentences_of(payload, state), request_id, state), 200
+    except BadRequest as bad:
+        result, status = {"error": {"type": bad.kind, "message": bad.message}}, bad.status
+    if not is_proxy:
+        return result
+    return {"statusCode": status, "headers": {"Content-Type": "application/json", "X-Request-ID": request_id},
+            "body": json.dumps(result), "isBase64Encoded": False}

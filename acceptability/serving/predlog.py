@@ -1,0 +1,50 @@
+"""Prediction logs: one JSON line per prediction, with Elastic Common Schema names where they fit, so Filebeat can
+ship them to Elasticsearch/Kibana without a custom mapping. Sentences are logged as their sha256 unless asked."""
+
+import hashlib
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
+
+DATASET = "cola.predictions"
+
+
+def prediction_logger(target: str, max_bytes: int, backups: int) -> logging.Logger:
+    """`-` for stdout, else a file path rotated at max_bytes."""
+    logger = logging.getLogger(DATASET)
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stdout) if target == "-" else \
+        RotatingFileHandler(target, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def records(sentences: list[str], predictions: list[dict], request_id: str, model_version: str,
+            duration_s: float, log_text: bool) -> list[dict]:
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    out = []
+    for sentence, prediction in zip(sentences, predictions, strict=True):
+        text = {"sha256": hashlib.sha256(sentence.encode("utf-8")).hexdigest(), "length": len(sentence)}
+        if log_text:
+            text["content"] = sentence
+        out.append({
+            "@timestamp": now,
+            "ecs": {"version": "8.11.0"},
+            "event": {"dataset": DATASET, "kind": "event", "category": ["web"], "duration": int(duration_s * 1e9)},
+            "http": {"request": {"id": request_id}},
+            "service": {"name": "cola-acceptability", "version": model_version},
+            "cola": {"sentence": text, "label": prediction["label"],
+                     "probabilities": prediction["probabilities"],
+                     "confidence": max(prediction["probabilities"].values())},
+        })
+    return out
+
+
+def log_predictions(logger: logging.Logger, *args, **kwargs) -> None:
+    for record in records(*args, **kwargs):
+        logger.info(json.dumps(record, separators=(",", ":")))
