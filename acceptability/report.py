@@ -17,7 +17,7 @@ import pandas as pd
 from acceptability.atomic import atomic_path
 from acceptability.errors import UserError, run_cli
 from acceptability.params import load_params, section
-from acceptability.promote import decide, to_markdown
+from acceptability.promote import decide, fmt, to_markdown
 from acceptability.registry import git
 
 METRIC_FILES = ("metrics/eval.json", "metrics/benchmark.json")
@@ -31,12 +31,6 @@ def dvc_json(repo: Path, *args: str) -> dict:
     if result.returncode != 0:
         raise UserError(f"dvc {' '.join(args)} failed: {result.stderr.strip()}")
     return json.loads(result.stdout or "{}")
-
-
-def fmt(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def params_table(diff: dict) -> str:

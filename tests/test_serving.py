@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,15 +15,10 @@ import pytest
 from conftest import ROOT
 
 from acceptability.predictor import Predictor
+from acceptability.serving.loadtest import free_port
 
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
 ECS_FIELDS = {"@timestamp", "ecs", "event", "http", "service", "cola"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -19,11 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from acceptability.predictor import VARIANT_FILES, Predictor, read_card
 from acceptability.serving.batcher import MicroBatcher, QueueFull
 from acceptability.serving.predlog import log_predictions, prediction_logger
 from acceptability.serving.schemas import ErrorResponse, PredictResponse, describe, request_model
-from acceptability.serving.settings import ServeSettings, choose_variant
+from acceptability.serving.settings import ServeSettings, load_served_model
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ROUTES = ("/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
@@ -121,13 +120,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        card = read_card(settings.model_dir)
-        variant = choose_variant(settings, card)
-        predictor = Predictor.load(settings.model_dir, variant, threads=settings.threads)
+        predictor, app.state.version = load_served_model(settings)
         predictor.predict(["The model warms up on this sentence."])  # the first run allocates; not a user's cost
         app.state.predictor = predictor
-        app.state.version = f"{variant}-{card['sha256'][VARIANT_FILES[variant]][:12]}"
-        metrics.model.labels(app.state.version, variant).set(1)
+        metrics.model.labels(app.state.version, predictor.variant).set(1)
         app.state.batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
                                          settings.max_queue)
         app.state.batcher.start()

@@ -14,10 +14,9 @@ import uuid
 
 from pydantic import ValidationError
 
-from acceptability.predictor import VARIANT_FILES, Predictor, read_card
 from acceptability.serving.predlog import log_predictions, prediction_logger
 from acceptability.serving.schemas import describe, request_model
-from acceptability.serving.settings import ServeSettings, choose_variant
+from acceptability.serving.settings import ServeSettings, load_served_model
 
 _loaded: dict = {}
 
@@ -32,10 +31,8 @@ def loaded() -> dict:
     """The predictor, settings and logger of this container, loaded on the first call."""
     if not _loaded:
         settings = ServeSettings.from_env()
-        card = read_card(settings.model_dir)
-        variant = choose_variant(settings, card)
-        _loaded.update(settings=settings, predictor=Predictor.load(settings.model_dir, variant, settings.threads),
-                       version=f"{variant}-{card['sha256'][VARIANT_FILES[variant]][:12]}",
+        predictor, version = load_served_model(settings)
+        _loaded.update(settings=settings, predictor=predictor, version=version,
                        request=request_model(settings.max_sentences, settings.max_chars),
                        logger=prediction_logger("-", 0, 0))  # CloudWatch takes stdout
     return _loaded

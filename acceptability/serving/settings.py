@@ -67,3 +67,13 @@ def choose_variant(settings: ServeSettings, card: dict) -> str:
     if settings.variant != "auto":
         return settings.variant
     return "int8" if card.get("int8", {}).get("servable") else "fp32"
+
+
+def load_served_model(settings: ServeSettings):
+    """The Predictor of the variant to serve and its version, `<variant>-<first 12 hex of the file's sha256>`."""
+    from acceptability.predictor import VARIANT_FILES, Predictor, read_card
+
+    card = read_card(settings.model_dir)
+    variant = choose_variant(settings, card)
+    predictor = Predictor.load(settings.model_dir, variant, threads=settings.threads)
+    return predictor, f"{variant}-{card['sha256'][VARIANT_FILES[variant]][:12]}"
