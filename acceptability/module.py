@@ -4,9 +4,10 @@ import re
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torchmetrics.classification import BinaryAccuracy, BinaryMatthewsCorrCoef
-from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 
 from acceptability import LABELS
 from acceptability.errors import UserError
@@ -49,13 +50,21 @@ class SentenceClassifier(torch.nn.Module):
         self.model.save_pretrained(folder, safe_serialization=True)
 
 
-def load_classifier(model_dir: str | Path, pooling: str | None = None, **options) -> SentenceClassifier:
+def load_classifier(model_dir: str | Path, pooling: str | None = None, num_layers: int | None = None,
+                    **options) -> SentenceClassifier:
     """A 2-label classifier from a save_pretrained folder (safetensors only); options go to from_pretrained.
 
     `pooling` None means the one recorded in the folder's config.json (`cls` when there is none).
+    `num_layers` keeps only the first encoder layers (None: all); the saved config.json records the count.
     """
     if not (Path(model_dir) / "model.safetensors").is_file():  # else from_pretrained would try the Hub
         raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro` up to the stage that writes it")
+    if num_layers is not None:
+        available = AutoConfig.from_pretrained(str(model_dir)).num_hidden_layers
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 < num_layers <= available:
+            raise UserError(f"params.yaml: model.num_layers must be null or 1..{available} "
+                            f"({model_dir} has {available} layers), found {num_layers!r}")
+        options["num_hidden_layers"] = num_layers
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, **options)
@@ -92,13 +101,25 @@ def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float, decay: f
     return [{"params": params, "lr": rate, "weight_decay": wd} for (rate, wd), params in groups.items()]
 
 
+def balanced_class_weights(labels: np.ndarray, num_classes: int = len(LABELS)) -> list[float]:
+    """n / (classes * count): each class weighs the same in the loss (CoLA's train split is 70% acceptable)."""
+    counts = np.bincount(labels, minlength=num_classes)
+    if (counts == 0).any():
+        raise UserError(f"train.class_weights=balanced needs every class in the train split; counts {counts.tolist()}")
+    return (len(labels) / (num_classes * counts)).tolist()
+
+
 class AcceptabilityClassifier(L.LightningModule):
     def __init__(self, model_dir: str, learning_rate: float, weight_decay: float, warmup_ratio: float,
                  pooling: str = "cls", head_learning_rate: float | None = None, layerwise_lr_decay: float = 1.0,
-                 dropout: float | None = None):
+                 dropout: float | None = None, num_layers: int | None = None,
+                 class_weights: list[float] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.classifier = load_classifier(model_dir, pooling, **dropout_options(dropout))
+        self.classifier = load_classifier(model_dir, pooling, num_layers, **dropout_options(dropout))
+        # A buffer, so it follows the module to the device; None is plain cross-entropy.
+        self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
+                             persistent=False)
         self.classifier.train()  # from_pretrained returns eval mode, and Lightning keeps submodules' modes
         self.train_mcc, self.val_mcc = BinaryMatthewsCorrCoef(), BinaryMatthewsCorrCoef()
         self.val_accuracy = BinaryAccuracy()
@@ -108,7 +129,7 @@ class AcceptabilityClassifier(L.LightningModule):
 
     def step(self, batch: dict, split: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=self.class_weights)
         predictions = logits.argmax(dim=-1)
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,

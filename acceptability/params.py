@@ -40,6 +40,9 @@ def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
                         f"known groups in {conf_dir / 'model'}: {', '.join(known)}")
     if model.get("pooling", "cls") not in ("cls", "mean"):
         raise UserError(f"params.yaml: model.pooling must be cls or mean, found {model.get('pooling')!r}")
+    layers = model.get("num_layers")
+    if layers is not None:
+        positive(model, "num_layers", int, "model")
 
 
 def positive(cfg: dict, key: str, kind: type, where: str) -> None:
@@ -64,5 +67,7 @@ def check_train(train: dict) -> None:
     decay = train.get("layerwise_lr_decay", 1.0)
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
+    if train.get("class_weights") not in (None, "balanced"):
+        raise UserError(f"params.yaml: train.class_weights must be null or balanced, found {train['class_weights']!r}")
     if "num_nodes" in train:
         positive(train, "num_nodes", int, "train")

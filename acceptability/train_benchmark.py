@@ -61,19 +61,12 @@ def plain_loop_sps(pretrained: Path, tokenized: Path, train: dict, steps: int, w
 
 def pipeline_sps(params: dict, pretrained: Path, tokenized: Path, steps: int, warmup: int, precision: str,
                  compile_model: bool, live_dir: Path) -> float:
-    from acceptability.datamodule import ColaDataModule
-    from acceptability.module import AcceptabilityClassifier
     from acceptability.tracking import make_loggers
+    from acceptability.training import build
 
     train = section(params, "train")
     L.seed_everything(int(train["seed"]), verbose=False)
-    meta = json.loads((tokenized / "meta.json").read_text())
-    datamodule = ColaDataModule(tokenized, int(train["batch_size"]), int(train["eval_batch_size"]),
-                                meta["pad_token_id"], int(train.get("num_workers", 0)), int(train["seed"]))
-    module = AcceptabilityClassifier(
-        str(pretrained), float(train["learning_rate"]), float(train["weight_decay"]), float(train["warmup_ratio"]),
-        pooling=section(params, "model").get("pooling", "cls"), head_learning_rate=train.get("head_learning_rate"),
-        layerwise_lr_decay=float(train.get("layerwise_lr_decay", 1.0)), dropout=train.get("dropout"))
+    datamodule, module = build(section(params, "model"), train, pretrained, tokenized)
     if compile_model:
         module.classifier = torch.compile(module.classifier, dynamic=True)
     clock = StepClock(warmup)

@@ -16,8 +16,9 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
 from acceptability.datamodule import ColaDataModule
+from acceptability.encode import load_encoded
 from acceptability.hashing import sha256_file
-from acceptability.module import AcceptabilityClassifier
+from acceptability.module import AcceptabilityClassifier, balanced_class_weights
 from acceptability.params import check_model, check_train, section
 from acceptability.predict import predict_acceptable
 from acceptability.pretrained import MODEL_FILES, WEIGHTS
@@ -92,6 +93,25 @@ def save_model(module: AcceptabilityClassifier, pretrained: Path, out: Path) -> 
                 shutil.copyfile(pretrained / name, folder / name)
 
 
+def build(model_cfg: dict, train_cfg: dict, pretrained: Path, tokenized: Path
+          ) -> tuple[ColaDataModule, AcceptabilityClassifier]:
+    """The data module and the LightningModule that the params describe (shared with train_benchmark)."""
+    meta = json.loads((tokenized / "meta.json").read_text())
+    datamodule = ColaDataModule(tokenized, int(train_cfg["batch_size"]), int(train_cfg["eval_batch_size"]),
+                                meta["pad_token_id"], int(train_cfg.get("num_workers", 0)), int(train_cfg["seed"]))
+    head_lr = train_cfg.get("head_learning_rate")
+    weights = None
+    if train_cfg.get("class_weights") == "balanced":
+        weights = balanced_class_weights(load_encoded(tokenized / "train.npz")["labels"])
+    module = AcceptabilityClassifier(
+        str(pretrained), float(train_cfg["learning_rate"]), float(train_cfg["weight_decay"]),
+        float(train_cfg["warmup_ratio"]), pooling=model_cfg.get("pooling", "cls"),
+        head_learning_rate=float(head_lr) if head_lr else None,
+        layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)), dropout=train_cfg.get("dropout"),
+        num_layers=model_cfg.get("num_layers"), class_weights=weights)
+    return datamodule, module
+
+
 def train(params: dict, paths: TrainPaths | None = None) -> dict:
     """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best val/mcc."""
     paths = paths or TrainPaths()
@@ -103,15 +123,7 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     L.seed_everything(int(train_cfg["seed"]), workers=True, verbose=False)
     if train_cfg.get("num_threads"):
         torch.set_num_threads(int(train_cfg["num_threads"]))
-    meta = json.loads((paths.tokenized / "meta.json").read_text())
-    datamodule = ColaDataModule(paths.tokenized, int(train_cfg["batch_size"]), int(train_cfg["eval_batch_size"]),
-                                meta["pad_token_id"], int(train_cfg.get("num_workers", 0)), int(train_cfg["seed"]))
-    head_lr = train_cfg.get("head_learning_rate")
-    module = AcceptabilityClassifier(
-        str(paths.pretrained), float(train_cfg["learning_rate"]), float(train_cfg["weight_decay"]),
-        float(train_cfg["warmup_ratio"]), pooling=model_cfg.get("pooling", "cls"),
-        head_learning_rate=float(head_lr) if head_lr else None,
-        layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)), dropout=train_cfg.get("dropout"))
+    datamodule, module = build(model_cfg, train_cfg, paths.pretrained, paths.tokenized)
     resume = resume_point(paths, run_fingerprint(model_cfg, train_cfg, paths))
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)

@@ -128,3 +128,49 @@ def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
     assert len(rate_of) == len(named)  # every parameter is in exactly one group
     no_decay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
     assert id(named["bert.encoder.layer.0.output.LayerNorm.weight"]) in no_decay
+
+
+def test_kept_layers_and_balanced_loss_carry_through_training_and_export(prepared, params):
+    params["model"]["num_layers"] = 1
+    params["train"]["class_weights"] = "balanced"
+    (prepared / "params.yaml").write_text(yaml.safe_dump(params))
+    result, metrics, _ = train_and_evaluate(prepared, params, "short")
+    model_dir = prepared / "short" / "model"
+    assert json.loads((model_dir / "config.json").read_text())["num_hidden_layers"] == 1
+    from safetensors import safe_open
+
+    with safe_open(model_dir / "model.safetensors", "pt") as weights:
+        names = list(weights.keys())
+    assert any("encoder.layer.0." in name for name in names)
+    assert not any("encoder.layer.1." in name for name in names)
+    assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
+    run_stage("export.py", "--model", str(model_dir), "--out", str(prepared / "short" / "onnx"),
+              "--metrics", str(prepared / "short" / "export.json"))
+    card = json.loads((prepared / "short" / "onnx" / "model_card.json").read_text())
+    assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
+
+
+def test_balanced_class_weights_and_their_errors(tiny_model_dir):
+    import numpy as np
+
+    from acceptability.errors import UserError
+    from acceptability.module import AcceptabilityClassifier, balanced_class_weights, load_classifier
+
+    assert balanced_class_weights(np.array([1, 1, 1, 0])) == [2.0, pytest.approx(2 / 3)]
+    with pytest.raises(UserError, match=r"every class in the train split; counts \[0, 3\]"):
+        balanced_class_weights(np.array([1, 1, 1]))
+    with pytest.raises(UserError, match=r"model.num_layers must be null or 1..2 .* found 3"):
+        load_classifier(tiny_model_dir, num_layers=3)
+    module = AcceptabilityClassifier(str(tiny_model_dir), 1e-4, 0.0, 0.0, class_weights=[2.0, 0.5])
+    assert module.class_weights.tolist() == [2.0, 0.5]
+    assert "class_weights" not in module.state_dict()  # not saved with the model: a training-only setting
+
+
+def test_bad_class_weights_and_layer_count_fail_before_training(in_tmp, params):
+    from acceptability.errors import UserError
+    from acceptability.params import check_model, check_train
+
+    with pytest.raises(UserError, match="train.class_weights must be null or balanced, found 'inverse'"):
+        check_train({**params["train"], "class_weights": "inverse"})
+    with pytest.raises(UserError, match="model.num_layers must be a positive integer, found 0"):
+        check_model({**params["model"], "num_layers": 0})
