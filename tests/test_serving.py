@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 from acceptability.predictor import Predictor
-from acceptability.serving.loadtest import free_port
+from acceptability.serving.loadtest import free_port, start_server
 
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
 ECS_FIELDS = {"@timestamp", "ecs", "event", "http", "service", "cola"}
@@ -26,21 +25,9 @@ class Server:
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
         settings = {f"COLA_SERVE_{k.upper()}": str(v) for k, v in env.items()}
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [python, "-m", "uvicorn", "--factory", "acceptability.serving.app:create_app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--log-level", "warning", "--timeout-graceful-shutdown", "10"],
-            env={**os.environ, "PYTHONPATH": str(pythonpath), "COLA_SERVE_MODEL_DIR": str(model_dir),
-                 "COLA_SERVE_PREDICTION_LOG": str(log), **settings},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        while True:
-            assert self.process.poll() is None, self.process.communicate()[1][-3000:]
-            assert time.perf_counter() - self.started < 60, "not ready within 60 s"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        self.process, self.ready_s = start_server(
+            model_dir, self.port, {"PYTHONPATH": str(pythonpath), "COLA_SERVE_PREDICTION_LOG": str(log), **settings},
+            python=python, uvicorn_args=("--timeout-graceful-shutdown", "10"), stderr=subprocess.PIPE)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -93,6 +80,7 @@ def test_health_and_readiness(server):
 @pytest.mark.parametrize(("body", "content_type", "status", "kind"), [
     ("{not json", "application/json", 400, "invalid_json"),
     (b'{"sentences": ["caf\xe9"]}', "application/json", 400, "invalid_encoding"),
+    ('{"sentences": ["ok \\ud98c"]}', "application/json", 422, "invalid_request"),
     ({"sentences": "one string"}, "application/json", 422, "invalid_request"),
     ({"sentences": [1, 2]}, "application/json", 422, "invalid_request"),
     ({"sentences": []}, "application/json", 422, "invalid_request"),
@@ -104,9 +92,9 @@ def test_health_and_readiness(server):
     ([], "application/json", 422, "invalid_request"),
     ({"sentences": ["ok"]}, "text/plain", 415, "unsupported_media_type"),
     ("x" * 70000, "application/json", 413, "body_too_large"),
-], ids=["invalid-json", "non-utf8", "wrong-type", "wrong-item-type", "empty-list", "empty-sentence",
-        "blank-sentence", "too-many", "too-long", "unknown-field", "not-an-object", "wrong-content-type",
-        "huge-body"])
+], ids=["invalid-json", "non-utf8", "lone-surrogate", "wrong-type", "wrong-item-type", "empty-list",
+        "empty-sentence", "blank-sentence", "too-many", "too-long", "unknown-field", "not-an-object",
+        "wrong-content-type", "huge-body"])
 def test_bad_input_gets_a_clear_4xx(server, body, content_type, status, kind):
     response = post(server, body, content_type)
     assert response.status_code == status
@@ -118,6 +106,10 @@ def test_error_messages_name_the_problem(server):
         "sentences.1: must contain a non-space character"
     assert post(server, {"sentences": ["a" * 1001]}).json()["error"]["message"] == \
         "sentences.0: is longer than 1000 characters (sentences are rejected, not cut)"
+    assert post(server, '{"sentences": ["ok", "ab\\udc00"]}').json()["error"]["message"] == \
+        "sentences.1: is not valid Unicode (a lone surrogate escape?)"
+    assert post(server, {"sentences": ["ok", "\x1d"]}).json()["error"]["message"] == \
+        "sentences.1: must contain a non-space character"  # blank to str.strip, though not to the regex \S
     assert "extra: Extra inputs are not permitted" in post(server, {"sentences": ["a"], "extra": 1}).text
 
 

@@ -64,16 +64,23 @@ def test_lambda_rest_v1_and_http_v2_events(lambda_model):
 
 @pytest.mark.parametrize(("event", "status", "kind"), [
     (rest_v1("{oops"), 400, "invalid_json"),
+    (rest_v1('{"sentences": ["ok \\ud800"]}'), 422, "invalid_request"),
     (rest_v1(json.dumps({"sentences": ["ok"]}), "text/plain"), 415, "unsupported_media_type"),
     (rest_v1(json.dumps({"sentences": ["  "]})), 422, "invalid_request"),
     (rest_v1(json.dumps({"sentences": ["ok"], "more": 1})), 422, "invalid_request"),
     (rest_v1("x" * 300_000), 413, "body_too_large"),
     (http_v2(base64.b64encode(b'{"sentences": ["\xff"]}').decode(), encoded=True), 400, "invalid_encoding"),
     (http_v2("not base64!", encoded=True), 400, "invalid_encoding"),
-], ids=["invalid-json", "content-type", "blank", "unknown-field", "huge", "non-utf8", "bad-base64"])
+], ids=["invalid-json", "lone-surrogate", "content-type", "blank", "unknown-field", "huge", "non-utf8", "bad-base64"])
 def test_lambda_bad_input(lambda_model, event, status, kind):
     response = lambda_model.handler(event)
     assert response["statusCode"] == status and json.loads(response["body"])["error"]["type"] == kind
+
+
+def test_lambda_names_a_lone_surrogate(lambda_model):
+    response = lambda_model.handler(rest_v1('{"sentences": ["ok \\ud800"]}'))
+    assert json.loads(response["body"])["error"]["message"] == \
+        "sentences.0: is not valid Unicode (a lone surrogate escape?)"
 
 
 def copied_by(dockerfile: Path) -> list[tuple[str, str]]:

@@ -40,18 +40,25 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(model_dir: Path, port: int, env: dict) -> tuple[subprocess.Popen, float]:
-    """uvicorn in a subprocess; returns it and the seconds from launch to a 200 from /readyz."""
+def start_server(model_dir: Path, port: int, env: dict, python: str = sys.executable,
+                 uvicorn_args: tuple = ("--no-access-log",), stderr=None) -> tuple[subprocess.Popen, float]:
+    """uvicorn in a subprocess; returns it and the seconds from launch to a 200 from /readyz.
+
+    stderr=subprocess.PIPE keeps the server's errors for the caller (the tests show them on failure).
+    """
     import httpx
 
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "acceptability.serving.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--no-access-log"],
-        env={**os.environ, **env, "COLA_SERVE_MODEL_DIR": str(model_dir)}, stdout=subprocess.DEVNULL)
+        [python, "-m", "uvicorn", "--factory", "acceptability.serving.app:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", *uvicorn_args],
+        env={**os.environ, **env, "COLA_SERVE_MODEL_DIR": str(model_dir)}, stdout=subprocess.DEVNULL,
+        stderr=stderr, text=True)
     while time.perf_counter() - started < 60:
         if server.poll() is not None:
-            raise UserError(f"the API exited with code {server.returncode} before it was ready")
+            errors = server.communicate()[1] if stderr is not None else ""
+            raise UserError(f"the API exited with code {server.returncode} before it was ready"
+                            + (f":\n{errors[-3000:]}" if errors else ""))
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return server, time.perf_counter() - started

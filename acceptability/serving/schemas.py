@@ -3,7 +3,8 @@ the Lambda handler validates with the same models."""
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic_core import PydanticCustomError
 
 Label = Literal["acceptable", "unacceptable"]
 
@@ -32,10 +33,19 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+def not_blank(sentence: str) -> str:
+    """The predictor's idea of blank, which the schema's pattern \\S can't say: str.strip also takes control
+    characters such as \\x1d for space."""
+    if not sentence.strip():
+        raise PydanticCustomError("blank", "must contain a non-space character")
+    return sentence
+
+
 def request_model(max_sentences: int, max_chars: int) -> type[BaseModel]:
     """`{"sentences": [...]}` with the configured limits. Unknown fields are rejected; a sentence needs a
     non-space character; longer sentences are refused, not cut."""
-    sentence = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S")]
+    sentence = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S"),
+                         AfterValidator(not_blank)]
     return create_model(
         "PredictRequest", __config__=ConfigDict(extra="forbid", strict=True),
         sentences=(list[sentence], Field(min_length=1, max_length=max_sentences,
@@ -44,6 +54,7 @@ def request_model(max_sentences: int, max_chars: int) -> type[BaseModel]:
 
 
 PLAIN = {"string_pattern_mismatch": "must contain a non-space character",
+         "string_unicode": "is not valid Unicode (a lone surrogate escape?)",
          "string_too_long": "is longer than {max_length} characters (sentences are rejected, not cut)"}
 
 
