@@ -5,6 +5,8 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,21 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TINY_COLA = ROOT / "tests" / "fixtures" / "cola_tiny"
 TINY_ROWS = {"train": 48, "in_domain_dev": 16, "out_of_domain_dev": 16}
+
+
+def run_tool(cmd: list[str], cwd: Path, check: bool = True, unset: tuple = (), **env: str
+             ) -> subprocess.CompletedProcess:
+    """A command as a user would run it: this venv's tools first on PATH, a git identity, extra env; `check`
+    fails with the command's output."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
+           "GIT_COMMITTER_EMAIL": "test@example.com", **env}
+    for name in unset:
+        env.pop(name, None)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
 
 
 def sha256(path: Path) -> str:

@@ -1,7 +1,6 @@
 """The real DVC pipeline in a temporary git repo holding a copy of the project, on the tiny model and data."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -9,21 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY_COLA, TINY_ROWS, sha256
+from conftest import ROOT, TINY_COLA, TINY_ROWS, run_tool, sha256
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "tokenize", "train", "evaluate", "export", "benchmark")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
-           "GIT_COMMITTER_EMAIL": "test@example.com", "WANDB_SILENT": "true"}
-    env.pop("COLA_DIR", None)
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+    return run_tool(cmd, cwd, check, unset=("COLA_DIR",), WANDB_SILENT="true")
 
 
 def ran_stages(output: str) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, run_tool
 
 from acceptability.promote import mcc, paired_bootstrap
 
@@ -19,13 +19,7 @@ N = 1000
 
 
 def run(cmd: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-    result = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+    return run_tool(cmd, repo, check, PYTHONPATH=str(ROOT))
 
 
 def promote(repo: Path, *extra: str) -> tuple[int, dict, str]:
