@@ -26,7 +26,8 @@ from acceptability.params import load_params, section
 VARIANTS = ("pipeline", "plain_loop", "pipeline_bf16", "pipeline_compile")
 
 
-def plain_loop_sps(pretrained: Path, tokenized: Path, train: dict, steps: int, warmup: int) -> float:
+def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: dict, steps: int, warmup: int
+                   ) -> float:
     from torch.utils.data import DataLoader
     from transformers import AutoModelForSequenceClassification
 
@@ -34,7 +35,9 @@ def plain_loop_sps(pretrained: Path, tokenized: Path, train: dict, steps: int, w
     from acceptability.encode import load_encoded
 
     torch.manual_seed(int(train["seed"]))
-    model = AutoModelForSequenceClassification.from_pretrained(str(pretrained), num_labels=2, use_safetensors=True)
+    layers = {"num_hidden_layers": model_cfg["num_layers"]} if model_cfg.get("num_layers") else {}
+    model = AutoModelForSequenceClassification.from_pretrained(str(pretrained), num_labels=2, use_safetensors=True,
+                                                               **layers)  # the same encoder as the pipeline's
     model.train()
     pad_id = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
     loader = DataLoader(EncodedSplit(load_encoded(tokenized / "train.npz")), batch_size=int(train["batch_size"]),
@@ -125,7 +128,8 @@ def main() -> None:
         for variant in variants:
             print(f"{variant}: {args.warmup_steps} warm-up + {args.steps} timed steps", flush=True)
             if variant == "plain_loop":
-                sps = plain_loop_sps(args.pretrained, args.tokenized, train, args.steps, args.warmup_steps)
+                sps = plain_loop_sps(args.pretrained, args.tokenized, section(params, "model"), train, args.steps,
+                                     args.warmup_steps)
             else:
                 sps = pipeline_sps(params, args.pretrained, args.tokenized, args.steps, args.warmup_steps,
                                    "bf16-mixed" if variant == "pipeline_bf16" else "32-true",
