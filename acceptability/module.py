@@ -13,7 +13,7 @@ from acceptability import LABELS
 from acceptability.errors import UserError
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "max")
 LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
@@ -21,17 +21,19 @@ class SentenceClassifier(torch.nn.Module):
     """(input_ids, attention_mask) -> logits.
 
     `cls` runs the model's own head on [CLS]. `mean` averages the real tokens, as all-MiniLM-L6-v2 was trained
-    to, then applies the same dropout and linear classifier, so the saved weights keep the Hugging Face layout.
+    to; `max` takes each feature's largest value over the real tokens (one bad word can make a sentence
+    unacceptable, and averaging dilutes it). Both then apply the model's dropout and linear classifier, so the
+    saved weights keep the Hugging Face layout.
     """
 
     def __init__(self, model: torch.nn.Module, pooling: str):
         super().__init__()
         if pooling not in POOLINGS:
             raise UserError(f"params.yaml: model.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
-        if pooling == "mean":
+        if pooling != "cls":
             classifier = getattr(model, "classifier", None)
             if not isinstance(classifier, torch.nn.Linear) or not hasattr(model, "dropout"):
-                raise UserError(f"train.pooling=mean needs a linear classifier on the hidden states; "
+                raise UserError(f"model.pooling={pooling} needs a linear classifier on the hidden states; "
                                 f"{type(model).__name__} has {type(classifier).__name__}: use model.pooling=cls")
             if getattr(model.base_model, "pooler", None) is not None:
                 model.base_model.pooler = None  # unused by mean pooling; DDP rejects parameters without gradients
@@ -43,7 +45,10 @@ class SentenceClassifier(torch.nn.Module):
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        if self.pooling == "max":
+            pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(dim=1).values
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         return self.model.classifier(self.model.dropout(pooled))
 
     def save_pretrained(self, folder: Path) -> None:

@@ -38,8 +38,8 @@ def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
     if model.get("name") not in known:
         raise UserError(f"params.yaml: model.name {model.get('name')!r} is not a model group; "
                         f"known groups in {conf_dir / 'model'}: {', '.join(known)}")
-    if model.get("pooling", "cls") not in ("cls", "mean"):
-        raise UserError(f"params.yaml: model.pooling must be cls or mean, found {model.get('pooling')!r}")
+    if model.get("pooling", "cls") not in ("cls", "mean", "max"):
+        raise UserError(f"params.yaml: model.pooling must be cls, mean or max, found {model.get('pooling')!r}")
     layers = model.get("num_layers")
     if layers is not None:
         positive(model, "num_layers", int, "model")

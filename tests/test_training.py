@@ -97,20 +97,21 @@ def test_train_benchmark_writes_the_documented_report(prepared):
     assert report["ratio"] == pytest.approx(report["pipeline_sps"] / report["plain_loop_sps"], rel=1e-2)
 
 
-def test_mean_pooling_is_saved_and_exported_within_the_parity_gate(prepared, params):
-    params["model"]["pooling"] = "mean"
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+def test_token_pooling_is_saved_and_exported_within_the_parity_gate(prepared, params, pooling):
+    params["model"]["pooling"] = pooling
     (prepared / "params.yaml").write_text(yaml.safe_dump(params))
-    result, metrics, _ = train_and_evaluate(prepared, params, "mean")
-    model_dir = prepared / "mean" / "model"
-    assert json.loads((model_dir / "config.json").read_text())["classifier_pooling"] == "mean"
+    result, metrics, _ = train_and_evaluate(prepared, params, pooling)
+    model_dir = prepared / pooling / "model"
+    assert json.loads((model_dir / "config.json").read_text())["classifier_pooling"] == pooling
     from safetensors import safe_open
 
     with safe_open(model_dir / "model.safetensors", "pt") as weights:
         assert not any("pooler" in name for name in weights.keys())  # noqa: SIM118 (safe_open has no __iter__)
     assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
-    run_stage("export.py", "--model", str(model_dir), "--out", str(prepared / "mean" / "onnx"),
-              "--metrics", str(prepared / "mean" / "export.json"))
-    card = json.loads((prepared / "mean" / "onnx" / "model_card.json").read_text())
+    run_stage("export.py", "--model", str(model_dir), "--out", str(prepared / pooling / "onnx"),
+              "--metrics", str(prepared / pooling / "export.json"))
+    card = json.loads((prepared / pooling / "onnx" / "model_card.json").read_text())
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
 
 
