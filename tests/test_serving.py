@@ -219,3 +219,19 @@ def test_concurrent_requests_share_one_onnx_call():
     answers = asyncio.run(run())
     assert answers == [[f"S{i}A", f"S{i}B"] for i in range(5)]  # each caller gets its own rows back
     assert calls == [10]
+
+
+def test_load_test_reports_every_figure_without_errors(exported, tmp_path):
+    out = tmp_path / "serve_load.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "acceptability.serving.loadtest", "--model-dir", str(exported / "models/onnx"),
+         "--validation", str(exported / "data/raw/validation.csv"), "--out", str(out), "--duration", "1",
+         "--warmup", "0.5", "--concurrency", "2", "--batch", "4"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for phase, batch in (("single", 1), ("batched", 4)):
+        assert report[phase]["errors"] == 0 and report[phase]["requests"] > 0 and report[phase]["batch"] == batch
+        assert report[phase]["p50_ms"] <= report[phase]["p99_ms"]
+    assert report["concurrency"] == 2 and report["duration_s"] == 1 and report["warmup_s"] == 0.5
+    assert report["startup_to_ready_s"] > 0 and report["rss_mb_at_ready"] > 0
+    assert {"rss_growth_pct", "rss_growth_from_ready_pct"} <= set(report)
