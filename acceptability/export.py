@@ -34,8 +34,12 @@ def fuse(fp32: Path, out: Path, num_heads: int, hidden_size: int) -> None:
     optimized.save_model_to_file(str(out))
 
 
-def quantize_int8(source: Path, out: Path, per_channel: bool) -> None:
-    """Dynamic int8 quantization of the weights (activations quantized on the fly)."""
+def quantize_int8(source: Path, out: Path, per_channel: bool, reduce_range: bool = False) -> None:
+    """Dynamic int8 quantization of the weights (activations quantized on the fly).
+
+    reduce_range stores 7-bit weights. ONNX Runtime documents it as more accurate on x86 CPUs without VNNI, whose
+    u8*s8 AVX2 kernel can saturate; here it lost less MCC on both defaults measured, at the same speed (README).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:  # quantize_dynamic writes helper files beside its input
@@ -43,4 +47,4 @@ def quantize_int8(source: Path, out: Path, per_channel: bool) -> None:
         shutil.copyfile(source, staged)
         # Fused contrib ops (BiasGelu, SkipLayerNorm) defeat ONNX shape inference: tell it the tensors are float.
         quantize_dynamic(str(staged), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         reduce_range=reduce_range, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

@@ -52,7 +52,8 @@ def main() -> None:
         if cfg["fuse"]:
             to_quantize = folder / "fused.tmp.onnx"
             fuse(fp32, to_quantize, config["num_attention_heads"], config["hidden_size"])
-        quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], bool(cfg["per_channel"]))
+        quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], bool(cfg["per_channel"]),
+                      bool(cfg.get("reduce_range", False)))
         if cfg["fuse"]:
             to_quantize.unlink()
 
@@ -76,6 +77,7 @@ def main() -> None:
             "labels": list(LABELS), "max_seq_length": max_len, "inputs": ["input_ids", "attention_mask"],
             "output": "logits", "opset": int(cfg["opset"]), "int8": {"fused_before_quantizing": bool(cfg["fuse"]),
                                                                    "per_channel": bool(cfg["per_channel"]),
+                                                                   "reduce_range": bool(cfg.get("reduce_range")),
                                                                    "servable": int8_servable},
             "source_commit": source_commit(), "params": {"export": cfg, "model": section(params, "model")["name"]},
             "metrics": metrics, "gates": gates,
