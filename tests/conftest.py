@@ -76,7 +76,8 @@ def tiny_params(base: dict, model_dir: Path) -> dict:
     params = copy.deepcopy(base)
     params["data"].update(source="dir", dir=str(TINY_COLA), expected_rows=dict(TINY_ROWS),
                           sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
-    params["model"].update(source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"))
+    params["model"].update(source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"),
+                           num_layers=None)  # the tiny model has 2 layers; the default keeps 4
     params["train"].update(num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3,
                            accelerator="cpu", log_every_n_steps=1)
     params["tracking"]["wandb"] = "disabled"

@@ -35,8 +35,9 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
         shutil.copy2(ROOT / name, repo / name)
     # Local Hydra groups for the tiny run, so `dvc exp run -S` composes them like the real ones.
     (repo / "conf/model/tiny_local.yaml").write_text(yaml.safe_dump({
-        "name": "tiny_local", "model_name_or_path": "tiny-bert", "revision": None, "pooling": "cls", "source": "dir",
-        "package": None, "dir": str(tiny_model_dir), "sha256": sha256(tiny_model_dir / "model.safetensors")}))
+        "name": "tiny_local", "model_name_or_path": "tiny-bert", "revision": None, "pooling": "cls",
+        "num_layers": None, "source": "dir", "package": None, "dir": str(tiny_model_dir),
+        "sha256": sha256(tiny_model_dir / "model.safetensors")}))
     data = yaml.safe_load((ROOT / "conf/data/cola.yaml").read_text())
     data.update(source="dir", dir=str(TINY_COLA), expected_rows=TINY_ROWS,
                 sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
