@@ -29,15 +29,14 @@ VARIANTS = ("pipeline", "plain_loop", "pipeline_bf16", "pipeline_compile")
 def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: dict, steps: int, warmup: int
                    ) -> float:
     from torch.utils.data import DataLoader
-    from transformers import AutoModelForSequenceClassification
 
     from acceptability.datamodule import EncodedSplit, PadCollator
     from acceptability.encode import load_encoded
+    from acceptability.module import load_classifier
 
     torch.manual_seed(int(train["seed"]))
-    layers = {"num_hidden_layers": model_cfg["num_layers"]} if model_cfg.get("num_layers") else {}
-    model = AutoModelForSequenceClassification.from_pretrained(str(pretrained), num_labels=2, use_safetensors=True,
-                                                               **layers)  # the same encoder as the pipeline's
+    # The plain Hugging Face model ([CLS] head, its own loss) on the same encoder layers as the pipeline's.
+    model = load_classifier(pretrained, "cls", model_cfg.get("num_layers")).model
     model.train()
     pad_id = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
     loader = DataLoader(EncodedSplit(load_encoded(tokenized / "train.npz")), batch_size=int(train["batch_size"]),
