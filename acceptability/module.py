@@ -11,9 +11,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, get_lin
 
 from acceptability import LABELS
 from acceptability.errors import UserError
+from acceptability.params import check_pooling, positive
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-POOLINGS = ("cls", "mean", "max")
 LAYER = re.compile(r"\.layer\.(\d+)\.")
 
 
@@ -28,15 +28,14 @@ class SentenceClassifier(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, pooling: str):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise UserError(f"params.yaml: model.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
+        check_pooling(pooling)
         if pooling != "cls":
             classifier = getattr(model, "classifier", None)
             if not isinstance(classifier, torch.nn.Linear) or not hasattr(model, "dropout"):
                 raise UserError(f"model.pooling={pooling} needs a linear classifier on the hidden states; "
                                 f"{type(model).__name__} has {type(classifier).__name__}: use model.pooling=cls")
             if getattr(model.base_model, "pooler", None) is not None:
-                model.base_model.pooler = None  # unused by mean pooling; DDP rejects parameters without gradients
+                model.base_model.pooler = None  # unused outside cls; DDP rejects parameters without gradients
         model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier
         self.model, self.pooling = model, pooling
 
@@ -65,11 +64,12 @@ def load_classifier(model_dir: str | Path, pooling: str | None = None, num_layer
     if not (Path(model_dir) / "model.safetensors").is_file():  # else from_pretrained would try the Hub
         raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro` up to the stage that writes it")
     if num_layers is not None:
+        positive({"num_layers": num_layers}, "num_layers", int, "model")
         available = AutoConfig.from_pretrained(str(model_dir)).num_hidden_layers
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 0 < num_layers <= available:
+        if num_layers > available:
             raise UserError(f"params.yaml: model.num_layers must be null or 1..{available} "
                             f"({model_dir} has {available} layers), found {num_layers!r}")
-        options["num_hidden_layers"] = num_layers
+        options["num_hidden_layers"] = int(num_layers)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, **options)
@@ -118,7 +118,7 @@ class AcceptabilityClassifier(L.LightningModule):
     def __init__(self, model_dir: str, learning_rate: float, weight_decay: float, warmup_ratio: float,
                  pooling: str = "cls", head_learning_rate: float | None = None, layerwise_lr_decay: float = 1.0,
                  dropout: float | None = None, num_layers: int | None = None,
-                 class_weights: list[float] | None = None):
+                 class_weights: list[float] | None = None, label_smoothing: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.classifier = load_classifier(model_dir, pooling, num_layers, **dropout_options(dropout))
@@ -134,7 +134,8 @@ class AcceptabilityClassifier(L.LightningModule):
 
     def step(self, batch: dict, split: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=self.class_weights)
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=self.class_weights,
+                                               label_smoothing=self.hparams.label_smoothing)
         predictions = logits.argmax(dim=-1)
         on_step = split == "train"
         self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,

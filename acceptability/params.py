@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 
+from acceptability import POOLINGS
 from acceptability.errors import UserError
 
 CONF_DIR = Path("conf")
@@ -38,11 +39,14 @@ def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
     if model.get("name") not in known:
         raise UserError(f"params.yaml: model.name {model.get('name')!r} is not a model group; "
                         f"known groups in {conf_dir / 'model'}: {', '.join(known)}")
-    if model.get("pooling", "cls") not in ("cls", "mean", "max"):
-        raise UserError(f"params.yaml: model.pooling must be cls, mean or max, found {model.get('pooling')!r}")
-    layers = model.get("num_layers")
-    if layers is not None:
+    check_pooling(model.get("pooling", "cls"))
+    if model.get("num_layers") is not None:
         positive(model, "num_layers", int, "model")
+
+
+def check_pooling(pooling) -> None:
+    if pooling not in POOLINGS:
+        raise UserError(f"params.yaml: model.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
 
 
 def positive(cfg: dict, key: str, kind: type, where: str) -> None:
@@ -69,5 +73,8 @@ def check_train(train: dict) -> None:
         raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
     if train.get("class_weights") not in (None, "balanced"):
         raise UserError(f"params.yaml: train.class_weights must be null or balanced, found {train['class_weights']!r}")
+    smoothing = train.get("label_smoothing", 0.0)
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+        raise UserError(f"params.yaml: train.label_smoothing must be in [0, 1), found {smoothing!r}")
     if "num_nodes" in train:
         positive(train, "num_nodes", int, "train")

@@ -108,7 +108,8 @@ def build(model_cfg: dict, train_cfg: dict, pretrained: Path, tokenized: Path
         float(train_cfg["warmup_ratio"]), pooling=model_cfg.get("pooling", "cls"),
         head_learning_rate=float(head_lr) if head_lr else None,
         layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)), dropout=train_cfg.get("dropout"),
-        num_layers=model_cfg.get("num_layers"), class_weights=weights)
+        num_layers=model_cfg.get("num_layers"), class_weights=weights,
+        label_smoothing=float(train_cfg.get("label_smoothing", 0.0)))
     return datamodule, module
 
 

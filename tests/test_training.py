@@ -131,9 +131,10 @@ def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
     assert id(named["bert.encoder.layer.0.output.LayerNorm.weight"]) in no_decay
 
 
-def test_kept_layers_and_balanced_loss_carry_through_training_and_export(prepared, params):
+def test_kept_layers_and_balanced_smoothed_loss_carry_through_training_and_export(prepared, params):
     params["model"]["num_layers"] = 1
     params["train"]["class_weights"] = "balanced"
+    params["train"]["label_smoothing"] = 0.1
     (prepared / "params.yaml").write_text(yaml.safe_dump(params))
     result, metrics, _ = train_and_evaluate(prepared, params, "short")
     model_dir = prepared / "short" / "model"
@@ -162,6 +163,10 @@ def test_balanced_class_weights_and_their_errors(tiny_model_dir):
         balanced_class_weights(np.array([1, 1, 1]))
     with pytest.raises(UserError, match=r"model.num_layers must be null or 1..2 .* found 3"):
         load_classifier(tiny_model_dir, num_layers=3)
+    with pytest.raises(UserError, match="model.num_layers must be a positive integer, found 0"):
+        load_classifier(tiny_model_dir, num_layers=0)
+    with pytest.raises(UserError, match="model.pooling must be one of cls, mean, max; found 'sum'"):
+        load_classifier(tiny_model_dir, pooling="sum")
     module = AcceptabilityClassifier(str(tiny_model_dir), 1e-4, 0.0, 0.0, class_weights=[2.0, 0.5])
     assert module.class_weights.tolist() == [2.0, 0.5]
     assert "class_weights" not in module.state_dict()  # not saved with the model: a training-only setting
@@ -173,5 +178,7 @@ def test_bad_class_weights_and_layer_count_fail_before_training(in_tmp, params):
 
     with pytest.raises(UserError, match="train.class_weights must be null or balanced, found 'inverse'"):
         check_train({**params["train"], "class_weights": "inverse"})
+    with pytest.raises(UserError, match=r"train.label_smoothing must be in \[0, 1\), found 1.0"):
+        check_train({**params["train"], "label_smoothing": 1.0})
     with pytest.raises(UserError, match="model.num_layers must be a positive integer, found 0"):
         check_model({**params["model"], "num_layers": 0})
