@@ -15,26 +15,29 @@ VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8")
 
 
 class TorchRunner:
-    """Torch eager fp32 with the same tokenizer and padding as the ONNX predictor, for a fair comparison."""
+    """Torch eager fp32 with the same tokenizer and length grouping as the ONNX predictor, for a fair comparison."""
 
     def __init__(self, model_dir: str, onnx_dir: str, threads: int):
         import torch
 
         from acceptability.module import load_classifier
-        from acceptability.predictor import Predictor
+        from acceptability.predictor import Predictor, same_length_groups
 
         if threads:
             torch.set_num_threads(threads)
-        self.torch = torch
+        self.torch, self.groups = torch, same_length_groups
         self.model = load_classifier(model_dir).eval()
-        self.encoder = Predictor.load(onnx_dir, "fp32")  # only its tokenizer and padding are used
+        self.tokenizer = Predictor.load(onnx_dir, "fp32").tokenizer  # the served tokenizer, truncation included
 
     def probabilities(self, sentences: list[str]):
-        feeds = self.encoder.encode(sentences)
-        with self.torch.inference_mode():
-            logits = self.model(self.torch.from_numpy(feeds["input_ids"]),
-                                self.torch.from_numpy(feeds["attention_mask"]))
-        return self.torch.softmax(logits, dim=-1).numpy()
+        torch = self.torch
+        rows = [encoding.ids for encoding in self.tokenizer.encode_batch(sentences)]
+        logits = torch.empty((len(rows), 2))
+        with torch.inference_mode():
+            for group in self.groups(rows):
+                input_ids = torch.tensor([rows[i] for i in group])
+                logits[group] = self.model(input_ids, torch.ones_like(input_ids))
+        return torch.softmax(logits, dim=-1).numpy()
 
 
 def load_runner(variant: str, config: dict):
@@ -47,13 +50,9 @@ def load_runner(variant: str, config: dict):
 
 def length_buckets(runner, sentences: list[str], batch_size: int) -> list[list[int]]:
     """Batches of indices of similar token length, so padding costs little."""
-    lengths = [len(e.ids) for e in runner_tokenizer(runner).encode_batch(sentences)]
+    lengths = [len(e.ids) for e in runner.tokenizer.encode_batch(sentences)]
     order = sorted(range(len(sentences)), key=lengths.__getitem__)
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def runner_tokenizer(runner):
-    return runner.encoder.tokenizer if isinstance(runner, TorchRunner) else runner.tokenizer
 
 
 def measure(variant: str, config: dict) -> dict:

@@ -3,8 +3,18 @@
 import numpy as np
 import torch
 
-from acceptability.predictor import pad
 from acceptability.scores import scores
+
+
+def pad(rows: list) -> tuple[np.ndarray, np.ndarray]:
+    """Token-id rows -> (input_ids, attention_mask), int64, padded with 0 to the longest row."""
+    width = max(len(row) for row in rows)
+    input_ids = np.zeros((len(rows), width), dtype=np.int64)
+    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        input_ids[i, :len(row)] = row
+        attention_mask[i, :len(row)] = 1
+    return input_ids, attention_mask
 
 
 def batches(arrays: dict[str, np.ndarray], size: int):
