@@ -221,6 +221,29 @@ def test_concurrent_requests_share_one_onnx_call():
     assert calls == [10]
 
 
+def test_two_workers_run_two_batches_at_once_and_finish_before_stop():
+    import threading
+
+    from acceptability.serving.batcher import MicroBatcher
+
+    both_running = threading.Barrier(2, timeout=5)  # each call waits for the other: only parallel calls get past
+
+    def predict(sentences):
+        both_running.wait()
+        return [len(s) for s in sentences]
+
+    async def run():
+        batcher = MicroBatcher(predict, max_batch=1, max_wait_s=0, max_queue=10, workers=2)
+        batcher.start()
+        answers = asyncio.gather(batcher.submit(["one"]), batcher.submit(["three"]))
+        while batcher.waiting < 2 and not answers.done():  # both submitted (they may even be answered)
+            await asyncio.sleep(0.001)
+        await batcher.stop(5)  # graceful: calls in flight finish
+        return await answers
+
+    assert asyncio.run(asyncio.wait_for(run(), 30)) == [[3], [5]]
+
+
 def test_load_test_reports_every_figure_without_errors(exported, tmp_path):
     out = tmp_path / "serve_load.json"
     result = subprocess.run(

@@ -45,7 +45,7 @@ class Metrics:
         self.predictions = Counter("cola_predictions_total", "Predicted labels", ["label"], registry=self.registry)
         self.model = Gauge("cola_model_info", "The model being served", ["version", "variant"],
                            registry=self.registry)
-        self.waiting = Gauge("cola_batcher_waiting_sentences", "Sentences queued or in the running ONNX call",
+        self.waiting = Gauge("cola_batcher_waiting_sentences", "Sentences queued or in a running ONNX call",
                              registry=self.registry)
 
 
@@ -125,7 +125,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         app.state.predictor = predictor
         metrics.model.labels(app.state.version, predictor.variant).set(1)
         app.state.batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
-                                         settings.max_queue)
+                                         settings.max_queue, settings.workers)
         app.state.batcher.start()
         metrics.waiting.set_function(lambda: app.state.batcher.waiting)
         app.state.ready = True

@@ -15,7 +15,8 @@ class SettingsError(ValueError):
 class ServeSettings:
     model_dir: Path = Path("models/onnx")
     variant: str = "auto"            # auto: int8 when the model card marks it servable, else fp32
-    threads: int = 0                 # ONNX Runtime intra-op threads; 0 = every core
+    threads: int = 0                 # ONNX Runtime intra-op threads per call; 0 = every core
+    workers: int = 1                 # predict calls at once, each in its own thread; threads x workers <= cores
     max_sentences: int = 64          # per request
     max_chars: int = 1000            # per sentence; longer ones are rejected, never cut
     max_body_bytes: int = 256 * 1024
@@ -54,7 +55,7 @@ class ServeSettings:
     def check(self) -> None:
         if self.variant not in ("auto", "fp32", "int8"):
             raise SettingsError(f"{PREFIX}VARIANT must be auto, fp32 or int8; found {self.variant!r}")
-        for name in ("max_sentences", "max_chars", "max_body_bytes", "max_batch", "max_queue"):
+        for name in ("max_sentences", "max_chars", "max_body_bytes", "max_batch", "max_queue", "workers"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         if self.max_batch < self.max_sentences:
