@@ -15,29 +15,28 @@ VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8")
 
 
 class TorchRunner:
-    """Torch eager fp32 with the same tokenizer and length grouping as the ONNX predictor, for a fair comparison."""
+    """Torch eager fp32 with the served tokenizer. Batches are padded to their longest sentence: torch pays more per
+    call than ONNX Runtime, so this is faster for it than the predictor's one call per length (308 against 272
+    sentences/s at batch 32)."""
 
     def __init__(self, model_dir: str, onnx_dir: str, threads: int):
         import torch
 
         from acceptability.module import load_classifier
-        from acceptability.predictor import Predictor, same_length_groups
+        from acceptability.parity import pad
+        from acceptability.predictor import Predictor
 
         if threads:
             torch.set_num_threads(threads)
-        self.torch, self.groups = torch, same_length_groups
+        self.torch, self.pad = torch, pad
         self.model = load_classifier(model_dir).eval()
         self.tokenizer = Predictor.load(onnx_dir, "fp32").tokenizer  # the served tokenizer, truncation included
 
     def probabilities(self, sentences: list[str]):
-        torch = self.torch
-        rows = [encoding.ids for encoding in self.tokenizer.encode_batch(sentences)]
-        logits = torch.empty((len(rows), 2))
-        with torch.inference_mode():
-            for group in self.groups(rows):
-                input_ids = torch.tensor([rows[i] for i in group])
-                logits[group] = self.model(input_ids, torch.ones_like(input_ids))
-        return torch.softmax(logits, dim=-1).numpy()
+        input_ids, attention_mask = self.pad([encoding.ids for encoding in self.tokenizer.encode_batch(sentences)])
+        with self.torch.inference_mode():
+            logits = self.model(self.torch.from_numpy(input_ids), self.torch.from_numpy(attention_mask))
+        return self.torch.softmax(logits, dim=-1).numpy()
 
 
 def load_runner(variant: str, config: dict):
