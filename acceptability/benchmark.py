@@ -9,6 +9,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 START = time.perf_counter()
 VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8")
@@ -24,13 +25,13 @@ class TorchRunner:
 
         from acceptability.module import load_classifier
         from acceptability.parity import pad
-        from acceptability.predictor import Predictor
+        from acceptability.predictor import read_card, served_tokenizer
 
         if threads:
             torch.set_num_threads(threads)
         self.torch, self.pad = torch, pad
         self.model = load_classifier(model_dir).eval()
-        self.tokenizer = Predictor.load(onnx_dir, "fp32").tokenizer  # the served tokenizer, truncation included
+        self.tokenizer = served_tokenizer(Path(onnx_dir), read_card(Path(onnx_dir)))  # no ONNX session in this process
 
     def probabilities(self, sentences: list[str]):
         input_ids, attention_mask = self.pad([encoding.ids for encoding in self.tokenizer.encode_batch(sentences)])

@@ -49,6 +49,14 @@ def verified(folder: Path, card: dict, name: str) -> Path:
     return path
 
 
+def served_tokenizer(folder: Path, card: dict) -> Tokenizer:
+    """The export's tokenizer, verified, unpadded and truncated at the card's max_seq_length."""
+    tokenizer = Tokenizer.from_file(str(verified(folder, card, "tokenizer.json")))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(int(card["max_seq_length"]))
+    return tokenizer
+
+
 def same_length_groups(rows: list) -> list[list[int]]:
     """Indices of the rows, grouped by length. On a CPU the cost is linear in padded tokens with little per call,
     so one call per length beats one padded batch; and with no padding, int8's per-call activation scales see
@@ -73,7 +81,8 @@ class Predictor:
         self.input_names = [node.name for node in session.get_inputs()]
         # int8 computes its activation scales per call, over every sentence in it. One sentence a call keeps
         # each prediction the one the export gate measured, whatever else is batched with it (at batch 32,
-        # 1% of the default model's labels flip and MCC drops 0.022); it costs about 10% throughput.
+        # 1% of the default model's labels flip and MCC drops 0.022). It costs a quarter to a third of int8's
+        # throughput at batch 32 in the benchmark (README).
         self.one_sentence_per_call = variant == "int8"
 
     @classmethod
@@ -87,10 +96,7 @@ class Predictor:
             raise ValueError(f"variant must be one of {', '.join(VARIANT_FILES)}; found {variant!r}")
         card = read_card(folder)
         model_path = verified(folder, card, VARIANT_FILES[variant])
-        tokenizer_path = verified(folder, card, "tokenizer.json")
-        tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        tokenizer.no_padding()
-        tokenizer.enable_truncation(int(card["max_seq_length"]))
+        tokenizer = served_tokenizer(folder, card)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
