@@ -11,7 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, get_lin
 
 from acceptability import LABELS
 from acceptability.errors import UserError
-from acceptability.params import check_pooling, positive
+from acceptability.params import check_pooling, fraction, positive
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 LAYER = re.compile(r"\.layer\.(\d+)\.")
@@ -80,8 +80,7 @@ def dropout_options(dropout: float | None) -> dict:
     """from_pretrained overrides for train.dropout; None keeps the model's own."""
     if dropout is None:
         return {}
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise UserError(f"params.yaml: train.dropout must be null or in [0, 1), found {dropout!r}")
+    fraction({"dropout": dropout}, "dropout", "train")
     return {"hidden_dropout_prob": float(dropout), "attention_probs_dropout_prob": float(dropout)}
 
 

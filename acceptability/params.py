@@ -57,15 +57,20 @@ def positive(cfg: dict, key: str, kind: type, where: str) -> None:
         raise UserError(f"params.yaml: {where}.{key} must be {expected}, found {value!r}")
 
 
+def fraction(cfg: dict, key: str, where: str) -> None:
+    """A value in [0, 1): a ratio, a probability or a smoothing weight."""
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise UserError(f"params.yaml: {where}.{key} must be in [0, 1), found {value!r}")
+
+
 def check_train(train: dict) -> None:
     """Fail fast, before any model is loaded, on values that would waste a training run."""
     positive(train, "learning_rate", float, "train")
     positive(train, "batch_size", int, "train")
     positive(train, "eval_batch_size", int, "train")
     positive(train, "num_train_epochs", int, "train")
-    ratio = train.get("warmup_ratio")
-    if not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
-        raise UserError(f"params.yaml: train.warmup_ratio must be in [0, 1), found {ratio!r}")
+    fraction(train, "warmup_ratio", "train")
     if train.get("head_learning_rate") is not None:
         positive(train, "head_learning_rate", float, "train")
     decay = train.get("layerwise_lr_decay", 1.0)
@@ -73,8 +78,10 @@ def check_train(train: dict) -> None:
         raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
     if train.get("class_weights") not in (None, "balanced"):
         raise UserError(f"params.yaml: train.class_weights must be null or balanced, found {train['class_weights']!r}")
-    smoothing = train.get("label_smoothing", 0.0)
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
-        raise UserError(f"params.yaml: train.label_smoothing must be in [0, 1), found {smoothing!r}")
+    fraction({"label_smoothing": 0.0} | train, "label_smoothing", "train")
+    if train.get("dropout") is not None:
+        fraction(train, "dropout", "train")
+    if train.get("gradient_clip_val") is not None:
+        positive(train, "gradient_clip_val", float, "train")
     if "num_nodes" in train:
         positive(train, "num_nodes", int, "train")

@@ -32,11 +32,12 @@ def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: di
 
     from acceptability.datamodule import EncodedSplit, PadCollator
     from acceptability.encode import load_encoded
-    from acceptability.module import load_classifier
+    from acceptability.module import dropout_options, load_classifier
 
     torch.manual_seed(int(train["seed"]))
-    # The plain Hugging Face model ([CLS] head, its own loss) on the same encoder layers as the pipeline's.
-    model = load_classifier(pretrained, "cls", model_cfg.get("num_layers")).model
+    # The plain Hugging Face model ([CLS] head, its own loss) on the same encoder layers and dropout as the pipeline's.
+    model = load_classifier(pretrained, "cls", model_cfg.get("num_layers"),
+                            **dropout_options(train.get("dropout"))).model
     model.train()
     pad_id = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
     loader = DataLoader(EncodedSplit(load_encoded(tokenized / "train.npz")), batch_size=int(train["batch_size"]),

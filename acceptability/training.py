@@ -51,6 +51,7 @@ def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trai
         devices=train.get("devices", 1), num_nodes=int(train.get("num_nodes", 1)),
         strategy=train.get("strategy", "auto"), precision=train.get("precision", "32-true"),
         deterministic=bool(train.get("deterministic", True)), logger=loggers,
+        gradient_clip_val=train.get("gradient_clip_val"), gradient_clip_algorithm="norm",  # null: no clipping
         callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10)],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
         use_distributed_sampler=False,

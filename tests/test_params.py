@@ -42,6 +42,10 @@ def test_unknown_model_group(tmp_path):
     ("batch_size", 2.5, "train.batch_size must be a positive integer, found 2.5"),
     ("num_train_epochs", "3", "train.num_train_epochs must be a positive integer, found '3'"),
     ("warmup_ratio", 1.5, r"train.warmup_ratio must be in \[0, 1\), found 1.5"),
+    ("warmup_ratio", True, r"train.warmup_ratio must be in \[0, 1\), found True"),
+    ("dropout", 1.0, r"train.dropout must be in \[0, 1\), found 1.0"),
+    ("label_smoothing", -0.1, r"train.label_smoothing must be in \[0, 1\), found -0.1"),
+    ("gradient_clip_val", 0, "train.gradient_clip_val must be a positive number, found 0"),
 ])
 def test_bad_training_values(base_params, key, value, message):
     with pytest.raises(UserError, match=message):

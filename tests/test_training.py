@@ -131,10 +131,20 @@ def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
     assert id(named["bert.encoder.layer.0.output.LayerNorm.weight"]) in no_decay
 
 
-def test_kept_layers_and_balanced_smoothed_loss_carry_through_training_and_export(prepared, params):
+def test_gradient_clipping_reaches_the_trainer(tmp_path, params):
+    from acceptability.training import build_trainer
+
+    trainer, _ = build_trainer({**params["train"], "gradient_clip_val": 0.5}, TrainPaths(checkpoints=tmp_path), [])
+    assert trainer.gradient_clip_val == 0.5 and trainer.gradient_clip_algorithm == "norm"
+    trainer, _ = build_trainer(params["train"], TrainPaths(checkpoints=tmp_path), [])
+    assert trainer.gradient_clip_val is None
+
+
+def test_kept_layers_and_balanced_smoothed_clipped_loss_carry_through_training_and_export(prepared, params):
     params["model"]["num_layers"] = 1
     params["train"]["class_weights"] = "balanced"
     params["train"]["label_smoothing"] = 0.1
+    params["train"]["gradient_clip_val"] = 1.0
     (prepared / "params.yaml").write_text(yaml.safe_dump(params))
     result, metrics, _ = train_and_evaluate(prepared, params, "short")
     model_dir = prepared / "short" / "model"
