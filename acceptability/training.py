@@ -18,6 +18,7 @@ from acceptability.cola import read_split
 from acceptability.datamodule import ColaDataModule
 from acceptability.encode import load_encoded
 from acceptability.hashing import sha256_file
+from acceptability.interrupt import StopOnSigint
 from acceptability.module import AcceptabilityClassifier, balanced_class_weights
 from acceptability.params import check_model, check_train, section
 from acceptability.predict import predict_acceptable
@@ -38,7 +39,8 @@ class TrainPaths:
 RUN_RECORD = "run.json"
 
 
-def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trainer, L.Callback]:
+def build_trainer(train: dict, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
+                  ) -> tuple[L.Trainer, L.Callback]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # our run.json
@@ -52,7 +54,7 @@ def build_trainer(train: dict, paths: TrainPaths, loggers: list) -> tuple[L.Trai
         strategy=train.get("strategy", "auto"), precision=train.get("precision", "32-true"),
         deterministic=bool(train.get("deterministic", True)), logger=loggers,
         gradient_clip_val=train.get("gradient_clip_val"), gradient_clip_algorithm="norm",  # null: no clipping
-        callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10)],
+        callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10), *extra_callbacks],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
         use_distributed_sampler=False,
         log_every_n_steps=int(train.get("log_every_n_steps", 10)), num_sanity_val_steps=0,
@@ -130,9 +132,11 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
     loggers = make_loggers(tracking, paths.dvclive, {"model": model_cfg, "train": train_cfg}, resume=bool(resume))
-    trainer, checkpoint = build_trainer(train_cfg, paths, loggers)
+    sigint = StopOnSigint()
+    trainer, checkpoint = build_trainer(train_cfg, paths, loggers, (sigint,))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+        with sigint.installed():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     except BaseException as stop:
         if (paths.checkpoints / "last.ckpt").is_file():
             print(f"training stopped; {paths.checkpoints}/last.ckpt holds the last finished epoch: "

@@ -71,6 +71,20 @@ def test_interrupted_run_resumes_from_its_last_epoch(in_tmp, params, stop):
     assert (in_tmp / "models/model/model.safetensors").is_file() and not last.exists()
 
 
+def test_first_ctrl_c_is_recorded_and_stops_at_the_next_batch_a_second_interrupts_at_once():
+    from acceptability.interrupt import StopOnSigint
+
+    stopper = StopOnSigint()
+    with stopper.installed():
+        os.kill(os.getpid(), signal.SIGINT)  # a real signal to this process; the handler runs before kill returns
+        assert stopper.requested
+        with pytest.raises(KeyboardInterrupt):
+            stopper.on_train_batch_end(None, None, None, None, 0)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_changed_params_start_afresh(in_tmp, params):
     params["train"].update(num_train_epochs=1)
     prepare(in_tmp, params)
