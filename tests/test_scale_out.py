@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(in_tmp, params, stop):
 def test_first_ctrl_c_is_recorded_and_stops_at_the_next_batch_a_second_interrupts_at_once():
     from acceptability.interrupt import StopOnSigint
 
-    stopper = StopOnSigint()
+    stopper, before = StopOnSigint(), signal.getsignal(signal.SIGINT)
     with stopper.installed():
         os.kill(os.getpid(), signal.SIGINT)  # a real signal to this process; the handler runs before kill returns
         assert stopper.requested
@@ -82,7 +82,7 @@ def test_first_ctrl_c_is_recorded_and_stops_at_the_next_batch_a_second_interrupt
             stopper.on_train_batch_end(None, None, None, None, 0)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # restored
 
 
 def test_changed_params_start_afresh(in_tmp, params):
