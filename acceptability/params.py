@@ -78,7 +78,8 @@ def check_train(train: dict) -> None:
         raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
     if train.get("class_weights") not in (None, "balanced"):
         raise UserError(f"params.yaml: train.class_weights must be null or balanced, found {train['class_weights']!r}")
-    fraction({"label_smoothing": 0.0} | train, "label_smoothing", "train")
+    if "label_smoothing" in train:  # absent means no smoothing; null is an error
+        fraction(train, "label_smoothing", "train")
     if train.get("dropout") is not None:
         fraction(train, "dropout", "train")
     if train.get("gradient_clip_val") is not None:

@@ -45,6 +45,7 @@ def test_unknown_model_group(tmp_path):
     ("warmup_ratio", True, r"train.warmup_ratio must be in \[0, 1\), found True"),
     ("dropout", 1.0, r"train.dropout must be in \[0, 1\), found 1.0"),
     ("label_smoothing", -0.1, r"train.label_smoothing must be in \[0, 1\), found -0.1"),
+    ("label_smoothing", None, r"train.label_smoothing must be in \[0, 1\), found None"),
     ("gradient_clip_val", 0, "train.gradient_clip_val must be a positive number, found 0"),
 ])
 def test_bad_training_values(base_params, key, value, message):
