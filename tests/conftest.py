@@ -100,6 +100,17 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def prepared(in_tmp, params) -> Path:
+    """download + tokenize on the tiny data, in an empty folder."""
+    from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
+
+    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
+    run_stage("download.py")
+    run_stage("tokenize_splits.py")
+    return in_tmp
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, base_params, tiny_model_dir):
     """download + tokenize on the tiny data, a seeded tiny classifier in models/model, then the export stage."""

@@ -14,14 +14,6 @@ from stage_runner import run_stage
 from acceptability.training import TrainPaths, train
 
 
-@pytest.fixture
-def prepared(in_tmp, params):
-    (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage("download.py")
-    run_stage("tokenize_splits.py")
-    return in_tmp
-
-
 def train_and_evaluate(folder, params, name: str) -> tuple[dict, dict, pd.DataFrame]:
     paths = TrainPaths(out=folder / name / "model", checkpoints=folder / name / "ckpt",
                        dvclive=folder / name / "live")
