@@ -31,7 +31,8 @@ class TorchRunner:
             torch.set_num_threads(threads)
         self.torch, self.pad = torch, pad
         self.model = load_classifier(model_dir).eval()
-        self.tokenizer = served_tokenizer(Path(onnx_dir), read_card(Path(onnx_dir)))  # no ONNX session in this process
+        folder = Path(onnx_dir)
+        self.tokenizer = served_tokenizer(folder, read_card(folder))  # no ONNX session in this process
 
     def probabilities(self, sentences: list[str]):
         input_ids, attention_mask = self.pad([encoding.ids for encoding in self.tokenizer.encode_batch(sentences)])

@@ -94,7 +94,9 @@ def load_dir(folder: Path, expected_rows: dict, sha256: dict | None) -> LoadedCo
             check_rows(f"{folder / name}", len(frame), expected_rows[EXPECTED_KEYS[name]])
             frames.append(frame)
         splits[split] = with_idx(pd.concat(frames, ignore_index=True))
-    record = {"source": "dir", "location": str(folder), "sha256": hashes, "missing_fields": []}
+    # The folder's name, not its path: this record is a DVC output, so a path that differs from machine to machine
+    # would change dvc.lock in every clone. The sha256s pin the data.
+    record = {"source": "dir", "location": folder.resolve().name, "sha256": hashes, "missing_fields": []}
     return LoadedCola(splits, record)
 
 

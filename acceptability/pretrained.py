@@ -103,7 +103,7 @@ def fetch_pretrained(cfg: dict, target: Path) -> dict:
         if not cfg.get("dir"):
             raise UserError("model.source=dir needs model.dir, a folder with config.json and model.safetensors")
         copy_model_files(Path(cfg["dir"]), target)
-        record["location"] = str(cfg["dir"])
+        record["location"] = Path(cfg["dir"]).resolve().name  # not the path: see cola.load_dir
     else:
         download_hub(cfg["model_name_or_path"], cfg["revision"], target)
         record["location"] = f"hub:{cfg['model_name_or_path']}@{cfg['revision']}"

@@ -12,7 +12,6 @@ and the loss read back (`loss.item()`) every step for logging.
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 
 from acceptability.atomic import write_json
 from acceptability.errors import run_cli
+from acceptability.machine import describe as describe_machine
 from acceptability.params import load_params, section
 
 VARIANTS = ("pipeline", "plain_loop", "pipeline_bf16", "pipeline_compile")
@@ -140,7 +140,7 @@ def main() -> None:
               "ratio": round(results["pipeline"] / results["plain_loop"], 3), "steps": args.steps,
               "batch_size": int(train["batch_size"]), "warmup_steps": args.warmup_steps,
               "variants_sps": results, "threads": torch.get_num_threads(),
-              "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}}
+              "machine": {**describe_machine(), "torch": torch.__version__}}
     write_json(args.out, report)
     print(json.dumps(report, indent=2))
 

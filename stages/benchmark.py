@@ -8,8 +8,6 @@ of its batch-1 predictions. Params: benchmark.*. Writes metrics/benchmark.json a
 import argparse
 import importlib.metadata
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -18,14 +16,13 @@ from pathlib import Path
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
 from acceptability.errors import UserError, run_cli
+from acceptability.machine import describe as describe_machine
 from acceptability.params import load_params, positive, section
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": importlib.metadata.version("onnxruntime"), "torch": importlib.metadata.version("torch")}
+    return {**describe_machine(), "onnxruntime": importlib.metadata.version("onnxruntime"),
+            "torch": importlib.metadata.version("torch")}
 
 
 def run_variant(variant: str, config_path: str) -> dict:

@@ -126,3 +126,10 @@ def test_auto_prefers_cola_dir_then_external_folder_then_hub(monkeypatch, tmp_pa
     assert resolve_source("auto", "/param/dir") == ("dir", Path("/param/dir"))
     with pytest.raises(UserError, match="data.source must be one of auto, hub, dir; found 'ftp'"):
         resolve_source("ftp", None)
+
+
+def test_record_names_the_folder_not_its_path(tmp_path):
+    """The record is a DVC output: the same data read from two places must give the same bytes in dvc.lock."""
+    records = [load_dir(copy_tiny(tmp_path / where), TINY_ROWS, None).record for where in ("a", "b/c")]
+    assert records[0] == records[1]
+    assert records[0]["location"] == "cola"

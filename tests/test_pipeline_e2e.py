@@ -1,6 +1,7 @@
 """The real DVC pipeline in a temporary git repo holding a copy of the project, on the tiny model and data."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def test_export_and_benchmark_outputs(repo):
     assert report["speedup_int8_vs_torch_b1"] == pytest.approx(
         report["torch_fp32"]["latency_ms_p50"] / report["onnx_int8"]["latency_ms_p50"])
     assert report["machine"]["sentences"] == 16
+    assert report["machine"]["cores"] == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                          else os.cpu_count())
 
 
 def test_plots_render(repo):

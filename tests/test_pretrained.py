@@ -47,6 +47,7 @@ def test_vocab_only_model_gets_an_equivalent_fast_tokenizer(base_params, tiny_mo
     cfg = {**base_params["model"], "source": "dir", "dir": str(folder), "sha256": None}
     record = fetch_pretrained(cfg, tmp_path / "pretrained")
     assert record["sha256_verified"] is False
+    assert record["location"] == "vocab-only"  # the folder's name: a path would differ from clone to clone
     built = Tokenizer.from_file(str(tmp_path / "pretrained" / "tokenizer.json"))
     shipped = Tokenizer.from_file(str(packaged_model() / "tokenizer.json"))
     shipped.no_padding()  # the shipped file pads to 128; ours leaves padding to the batch collator

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pandas as pd
 
 from acceptability.atomic import write_json
 from acceptability.errors import UserError, run_cli
+from acceptability.machine import describe as describe_machine
 
 MAX_DURATION_S, MAX_CONCURRENCY = 600, 256
 
@@ -156,7 +156,7 @@ def main() -> None:
               "warmup_s": args.warmup, "rss_mb_at_ready": round(at_ready, 1),
               "rss_growth_pct": round(100 * (max(rss) - rss[0]) / rss[0], 1),  # after the warm-up
               "rss_growth_from_ready_pct": round(100 * (max(rss) - at_ready) / at_ready, 1),
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
+              "machine": describe_machine()}
     write_json(args.out, report)
     print(json.dumps(report, indent=2))
 

@@ -1,0 +1,20 @@
+"""Benchmark reports name the CPU and count the cores the process may use, not the machine's."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_cores_follow_the_cpu_affinity():
+    code = ("import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from acceptability.machine import describe; print(json.dumps(describe()))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pinned = json.loads(result.stdout)
+    assert pinned["cores"] == 1
+    assert pinned["cpu"]
