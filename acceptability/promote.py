@@ -2,7 +2,8 @@
 
     python -m acceptability.promote [--assign]        # or: make promote
 
-Exit codes for CI: 0 PROMOTE, 3 KEEP, 2 error (a missing or malformed input, said in one line).
+Exit codes for CI: 0 PROMOTE, 3 KEEP, 2 error (a missing or malformed input, said in one line). Every file it reads,
+the champion's and the challenger's, must match the md5 that dvc.lock records at that commit (else exit 2).
 The primary metric is validation MCC. A paired bootstrap over both models' metrics/predictions.csv gives the 95% CI
 of the MCC difference; the challenger wins only if the CI's lower bound is above the margin and every guardrail
 holds. The champion is the version GTO shows in the configured stage; its files are read at that commit.
@@ -20,7 +21,7 @@ import pandas as pd
 from acceptability.atomic import atomic_path, write_json
 from acceptability.errors import UserError, run_cli
 from acceptability.params import load_params, section
-from acceptability.registry import assign, champion, read_at
+from acceptability.registry import assign, champion, read_verified
 
 PROMOTE, KEEP = "PROMOTE", "KEEP"
 EXIT_CODES = {PROMOTE: 0, KEEP: 3}
@@ -31,7 +32,7 @@ BENCHMARK = "metrics/benchmark.json"
 
 def read_json(repo: Path, rev: str | None, path: str) -> dict:
     try:
-        data = json.loads(read_at(repo, rev, path))
+        data = json.loads(read_verified(repo, rev, path))
     except json.JSONDecodeError as err:
         raise UserError(f"{path} at {rev or 'the workspace'} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
@@ -51,7 +52,7 @@ def number(data: dict, dotted: str, path: str) -> float:
 def read_predictions(repo: Path, rev: str | None) -> pd.DataFrame:
     where = rev[:12] if rev else "the workspace"
     try:
-        frame = pd.read_csv(io.StringIO(read_at(repo, rev, PREDICTIONS)))
+        frame = pd.read_csv(io.StringIO(read_verified(repo, rev, PREDICTIONS)))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"{PREDICTIONS} at {where} is not a CSV file: {err}") from None
     missing = {"idx", "label", "prediction"} - set(frame.columns)

@@ -1,7 +1,10 @@
 """The model registry is git itself: GTO tags the versions of a dvc.yaml artifact and the stages they hold."""
 
+import hashlib
 import subprocess
 from pathlib import Path
+
+import yaml
 
 from acceptability.errors import UserError
 
@@ -13,17 +16,47 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-def read_at(repo: Path, rev: str | None, path: str) -> str:
-    """A file's text in the workspace (rev None) or at a git revision."""
+def read_bytes_at(repo: Path, rev: str | None, path: str) -> bytes:
+    """A file's bytes in the workspace (rev None) or at a git revision."""
     if rev is None:
         file = repo / path
         if not file.is_file():
             raise UserError(f"{path} is missing in the workspace: run `dvc repro` first")
-        return file.read_text()
-    result = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True, text=True)
+        return file.read_bytes()
+    result = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=repo, capture_output=True)
     if result.returncode != 0:
         raise UserError(f"{path} is missing at {rev[:12]}: that commit has no committed pipeline results")
     return result.stdout
+
+
+def read_at(repo: Path, rev: str | None, path: str) -> str:
+    """A file's text in the workspace (rev None) or at a git revision."""
+    return read_bytes_at(repo, rev, path).decode()
+
+
+def locked_md5(repo: Path, rev: str | None, path: str) -> str | None:
+    """The md5 that dvc.lock (in the workspace or at rev) records for the output `path`, or None."""
+    lock = yaml.safe_load(read_at(repo, rev, "dvc.lock")) or {}
+    for stage in (lock.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            if out.get("path") == path:
+                return out.get("md5")
+    return None
+
+
+def read_verified(repo: Path, rev: str | None, path: str) -> str:
+    """A pipeline output's text, after checking it against the md5 that dvc.lock records beside it: a file edited by
+    hand, or left from another run, fails here instead of deciding anything."""
+    data = read_bytes_at(repo, rev, path)
+    where = rev[:12] if rev else "the workspace"
+    expected = locked_md5(repo, rev, path)
+    if expected is None:
+        raise UserError(f"{path} at {where} is not an output in dvc.lock there: only pipeline results can be judged")
+    actual = hashlib.md5(data).hexdigest()
+    if actual != expected:
+        raise UserError(f"{path} at {where} differs from what dvc.lock records there (md5 {actual}, locked "
+                        f"{expected}): it was edited by hand or not written by `dvc repro`")
+    return data.decode()
 
 
 def champion(repo: Path, artifact: str, stage: str) -> dict | None:

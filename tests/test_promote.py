@@ -39,8 +39,13 @@ def predictions_with(correct: int) -> np.ndarray:
     return np.where(np.arange(N) < correct, truth, 1 - truth)
 
 
+def lock(repo: Path) -> None:
+    """Record the metrics files in dvc.lock, as `dvc repro` does after the stage that writes them."""
+    run(["dvc", "commit", "-f", "-q", "results"], repo)
+
+
 def write_results(repo: Path, predictions: np.ndarray, int8_drop: float = 0.004, int8_p95: float = 8.0,
-                  torch_p95: float = 25.0, size_mb: float = 22.0) -> None:
+                  torch_p95: float = 25.0, size_mb: float = 22.0, locked: bool = True) -> None:
     truth = labels()
     (repo / "metrics").mkdir(exist_ok=True)
     pd.DataFrame({"idx": np.arange(N), "label": truth, "prediction": predictions,
@@ -50,6 +55,8 @@ def write_results(repo: Path, predictions: np.ndarray, int8_drop: float = 0.004,
     (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": int8_drop}))
     (repo / "metrics/benchmark.json").write_text(json.dumps({
         "torch_fp32": {"latency_ms_p95": torch_p95}, "onnx_int8": {"latency_ms_p95": int8_p95, "size_mb": size_mb}}))
+    if locked:
+        lock(repo)
 
 
 def commit(repo: Path, message: str) -> str:
@@ -75,7 +82,10 @@ def repo(tmp_path) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": 5e-5},
                                                       "promote": params["promote"]}))
+    outs = [{f"metrics/{name}": {"cache": False}} for name in ("predictions.csv", "eval.json", "export.json",
+                                                                 "benchmark.json")]
     (repo / "dvc.yaml").write_text(yaml.safe_dump({
+        "stages": {"results": {"cmd": "echo the tests write these files", "outs": outs}},
         "metrics": ["metrics/eval.json", "metrics/benchmark.json"], "params": ["params.yaml"],
         "artifacts": {ARTIFACT: {"path": "models/model", "type": "model"}}}))
     (repo / ".gitignore").write_text("promote.json\npromote.md\nreport/\n")
@@ -173,22 +183,58 @@ def test_latency_is_compared_relative_to_each_runs_torch_baseline(repo):
 
 
 def test_missing_or_malformed_metrics_give_a_clear_error(repo):
-    write_results(repo, predictions_with(750))
+    write_results(repo, predictions_with(750), locked=False)
     (repo / "metrics/predictions.csv").unlink()
     code, _, stderr = promote(repo)
     assert code == 2
     assert stderr == "error: metrics/predictions.csv is missing in the workspace: run `dvc repro` first\n"
 
-    write_results(repo, predictions_with(750))
+    write_results(repo, predictions_with(750), locked=False)
     (repo / "metrics/benchmark.json").write_text("{not json")
+    lock(repo)
     code, _, stderr = promote(repo)
     assert code == 2 and stderr.startswith("error: metrics/benchmark.json at the workspace is not valid JSON")
 
-    write_results(repo, predictions_with(750))
+    write_results(repo, predictions_with(750), locked=False)
     (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": "small"}))
+    lock(repo)
     code, _, stderr = promote(repo)
     assert code == 2
     assert stderr == "error: metrics/export.json: field int8_mcc_drop is missing or not a number (found 'small')\n"
+
+
+def edit_by_hand(path: Path) -> None:
+    """Flip one prediction, as a hand edit would: the file still parses and looks like a result."""
+    frame = pd.read_csv(path)
+    frame.loc[0, "prediction"] = 1 - frame.loc[0, "prediction"]
+    frame.to_csv(path, index=False)
+
+
+def test_gate_refuses_files_that_differ_from_dvc_lock(repo):
+    write_results(repo, predictions_with(750))
+    commit(repo, "champion")
+    assert promote(repo, "--assign")[0] == 0
+
+    write_results(repo, predictions_with(900))
+    edit_by_hand(repo / "metrics/predictions.csv")  # the challenger's, in the workspace
+    code, _, stderr = promote(repo)
+    assert code == 2
+    assert stderr.startswith("error: metrics/predictions.csv at the workspace differs from what dvc.lock records")
+
+    lock(repo)
+    commit(repo, "challenger")
+    assert promote(repo)[0] == 0  # the same files, now locked: the gate decides
+
+    # A hand edit committed without re-running the pipeline, then made champion: the gate checks its files too.
+    edit_by_hand(repo / "metrics/predictions.csv")
+    edited = commit(repo, "tweak the predictions by hand")
+    from acceptability.registry import assign
+
+    assign(repo, ARTIFACT, "prod", edited)
+    run(["git", "checkout", "-q", "HEAD~1", "--", "metrics/predictions.csv"], repo)  # the challenger: locked files
+    code, _, stderr = promote(repo)
+    assert code == 2
+    assert stderr.startswith(f"error: metrics/predictions.csv at {edited[:12]} differs from what dvc.lock records")
 
 
 def test_ci_promote_script_writes_the_decision_for_the_workflow(repo):
@@ -206,3 +252,18 @@ def test_ci_promote_script_writes_the_decision_for_the_workflow(repo):
 
     result = subprocess.run(["bash", str(ROOT / ".ci/promote")], cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0 and outputs.read_text().endswith("decision=KEEP\n")  # KEEP is not a failure
+
+
+def test_make_promote_passes_keep_and_fails_only_on_errors(repo):
+    """make turns every failing exit into 2: `make promote` exits 0 on PROMOTE and KEEP alike, 2 on an error."""
+    make = ["make", "-s", "-f", str(ROOT / "Makefile"), "promote", "STAMP=", f"BIN={Path(sys.executable).parent}"]
+    write_results(repo, predictions_with(750))
+    commit(repo, "champion")
+    promote(repo, "--assign")
+    commit(repo, "the same model again")
+    result = run(make, repo, check=False)
+    assert result.returncode == 0 and "### Gate: **KEEP**" in result.stdout
+    (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": 0.0}))  # not what dvc.lock records
+    result = run(make, repo, check=False)
+    assert result.returncode == 2
+    assert "error: metrics/export.json at the workspace differs from what dvc.lock records" in result.stderr
