@@ -21,10 +21,10 @@ def load_tokenizer(model_dir: str | Path, max_seq_length: int) -> Tokenizer:
 
 def encode(tokenizer: Tokenizer, sentences: list[str], batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Return (flat input ids, offsets): sentence i is ids[offsets[i]:offsets[i + 1]]."""
-    from tqdm import tqdm
+    from acceptability.console import progress
 
     ids: list[list[int]] = []
-    for start in tqdm(range(0, len(sentences), batch), desc="tokenize", unit="batch"):
+    for start in progress(range(0, len(sentences), batch), desc="tokenize", unit="batches"):
         ids.extend(encoding.ids for encoding in tokenizer.encode_batch(sentences[start:start + batch]))
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     offsets = np.concatenate([[0], np.cumsum(lengths)])

@@ -1,6 +1,7 @@
 """The classifier (a Hugging Face encoder, pooled by [CLS] or by mean) and its LightningModule."""
 
 import re
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import BinaryAccuracy, BinaryMatthewsCorrCoef
 from transformers import AutoConfig, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
+from transformers.utils import logging as transformers_logging
 
 from acceptability import LABELS
 from acceptability.errors import UserError
@@ -15,6 +17,8 @@ from acceptability.params import check_pooling, fraction, positive
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 LAYER = re.compile(r"\.layer\.(\d+)\.")
+HEAD = re.compile(r"(^|\.)(pre_)?classifier\.")  # a sequence-classification head, new on a pretrained encoder
+POOLER = re.compile(r"(^|\.)pooler\.")
 
 
 class SentenceClassifier(torch.nn.Module):
@@ -70,10 +74,47 @@ def load_classifier(model_dir: str | Path, pooling: str | None = None, num_layer
             raise UserError(f"params.yaml: model.num_layers must be null or 1..{available} "
                             f"({model_dir} has {available} layers), found {num_layers!r}")
         options["num_hidden_layers"] = int(num_layers)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, **options)
-    return SentenceClassifier(model, pooling or getattr(model.config, "classifier_pooling", "cls"))
+    verbosity = transformers_logging.get_verbosity()
+    # Its LOAD REPORT lists gaps that are expected here (a new head, a dropped pooler) as MISSING, which reads as
+    # lost weights: check_loaded below accepts exactly those and names anything else.
+    transformers_logging.set_verbosity_error()
+    try:
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+            label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, output_loading_info=True,
+            **options)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    fine_tuned = hasattr(model.config, "classifier_pooling")  # SentenceClassifier saved it: a head must be there
+    pooling = pooling or getattr(model.config, "classifier_pooling", "cls")
+    check_loaded(model_dir, loading, fine_tuned, pooling, model.config.num_hidden_layers)
+    return SentenceClassifier(model, pooling)
+
+
+def check_loaded(model_dir, loading: dict, fine_tuned: bool, pooling: str, num_layers: int) -> None:
+    """The expected gaps of a load: a pretrained encoder has no classifier head yet (it is initialised, said in
+    one line); a non-cls pooling saves no pooler; layers past num_layers stay unused. Anything else missing from
+    a fine-tuned folder is an error; from a pretrained one, a warning."""
+    def expected_missing(key: str) -> bool:
+        new_head = not fine_tuned and HEAD.search(key) is not None
+        return new_head or (pooling != "cls" and POOLER.search(key) is not None)
+
+    def dropped_layer(key: str) -> bool:
+        match = LAYER.search(f".{key}")
+        return match is not None and int(match.group(1)) >= num_layers
+
+    missing = sorted(key for key in loading["missing_keys"] if not expected_missing(key))
+    unused = sorted(key for key in loading["unexpected_keys"] if not dropped_layer(key))
+    if fine_tuned and (missing or unused):
+        raise UserError(f"{model_dir}/model.safetensors does not match its config.json: missing {missing[:5]}, "
+                        f"unexpected {unused[:5]}; re-run the stage that wrote it")
+    if missing:
+        print(f"warning: {model_dir}: {len(missing)} weights are not in the checkpoint and start random: "
+              f"{', '.join(missing[:5])}", file=sys.stderr)
+    if not fine_tuned:
+        unused_note = f"; {len(unused)} checkpoint tensors unused (pretraining heads)" if unused else ""
+        print(f"{model_dir}: pretrained encoder with a new {len(LABELS)}-label classifier head{unused_note}",
+              file=sys.stderr)
 
 
 def dropout_options(dropout: float | None) -> dict:

@@ -2,7 +2,8 @@
 
 import numpy as np
 import torch
-from tqdm import tqdm
+
+from acceptability.console import progress
 
 
 @torch.inference_mode()
@@ -10,7 +11,7 @@ def predict_acceptable(model: torch.nn.Module, loader, desc: str = "predict") ->
     """Return P(acceptable) per row, in loader order. `model(input_ids, attention_mask)` must give logits."""
     model.eval()
     chunks = []
-    for batch in tqdm(loader, desc=desc, unit="batch"):
+    for batch in progress(loader, desc=desc, unit="batches"):
         logits = model(batch["input_ids"], batch["attention_mask"])
         chunks.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros(0)

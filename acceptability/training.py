@@ -1,10 +1,12 @@
 """train(params) -> metrics: the whole training run, callable from the stage script and from tests."""
 
 import json
+import logging
 import os
 import shutil
 import signal
 import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
+from acceptability.console import LINE_EVERY_S, on_terminal
 from acceptability.datamodule import ColaDataModule
 from acceptability.encode import load_encoded
 from acceptability.hashing import sha256_file
@@ -37,6 +40,38 @@ class TrainPaths:
 
 
 RUN_RECORD = "run.json"
+MODEL_KEYS = ("name", "pooling", "num_layers")  # what training reads of the `model` section (dvc.yaml lists them)
+
+
+class EpochLines(L.Callback):
+    """The progress bar's replacement off a terminal: a line per epoch with its metrics, and one every LINE_EVERY_S
+    within an epoch."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.start = self.last = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int
+                           ) -> None:
+        if trainer.is_global_zero and time.monotonic() - self.last >= LINE_EVERY_S:
+            self.last = time.monotonic()
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch {batch_idx + 1}/"
+                  f"{trainer.num_training_batches}", file=sys.stderr, flush=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.is_global_zero:  # validation has run: its metrics are in
+            shown = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted(trainer.callback_metrics.items()))
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} ({time.monotonic() - self.start:.0f} s): "
+                  f"{shown}", file=sys.stderr, flush=True)
+
+
+class NoTips(logging.Filter):
+    """Lightning advertises its cloud logger on every run; the rest of its rank-zero messages stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
 def build_trainer(train: dict, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
@@ -44,6 +79,8 @@ def build_trainer(train: dict, paths: TrainPaths, loggers: list, extra_callbacks
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # our run.json
+    # Lightning 2.6's own pytree helper on torch 2.13: a deprecation inside Lightning that users cannot act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # last.ckpt is written at every epoch's end: an interrupted run resumes from it (see resume_point).
     checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max",
                                  save_top_k=1, save_last=True)
@@ -54,11 +91,12 @@ def build_trainer(train: dict, paths: TrainPaths, loggers: list, extra_callbacks
         strategy=train.get("strategy", "auto"), precision=train.get("precision", "32-true"),
         deterministic=bool(train.get("deterministic", True)), logger=loggers,
         gradient_clip_val=train.get("gradient_clip_val"), gradient_clip_algorithm="norm",  # null: no clipping
-        callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10), *extra_callbacks],
+        callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10) if on_terminal() else EpochLines(),
+                   *extra_callbacks],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
         use_distributed_sampler=False,
         log_every_n_steps=int(train.get("log_every_n_steps", 10)), num_sanity_val_steps=0,
-        default_root_dir=paths.checkpoints, enable_progress_bar=True, enable_model_summary=False)
+        default_root_dir=paths.checkpoints, enable_progress_bar=on_terminal(), enable_model_summary=False)
     return trainer, checkpoint
 
 
@@ -122,7 +160,7 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     model_cfg, train_cfg = section(params, "model"), section(params, "train")
     check_model(model_cfg)
     check_train(train_cfg)
-    tracking = params.get("tracking", {})
+    model_cfg = {key: model_cfg.get(key) for key in MODEL_KEYS}  # the rest is the download stage's
 
     L.seed_everything(int(train_cfg["seed"]), workers=True, verbose=False)
     if train_cfg.get("num_threads"):
@@ -131,7 +169,7 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     resume = resume_point(paths, run_fingerprint(model_cfg, train_cfg, paths))
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
-    loggers = make_loggers(tracking, paths.dvclive, {"model": model_cfg, "train": train_cfg}, resume=bool(resume))
+    loggers = make_loggers(paths.dvclive, {"model": model_cfg, "train": train_cfg}, resume=bool(resume))
     sigint = StopOnSigint()
     trainer, checkpoint = build_trainer(train_cfg, paths, loggers, (sigint,))
     try:
