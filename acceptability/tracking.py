@@ -1,7 +1,6 @@
-"""Experiment trackers: DVCLive always, Weights & Biases offline unless a key is given and online is asked for."""
+"""Experiment trackers: DVCLive always; Weights & Biases offline unless WANDB_API_KEY is set (WANDB_MODE decides)."""
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,33 +8,31 @@ import pandas as pd
 
 from acceptability import LABELS
 
-WANDB_MODES = ("offline", "online", "disabled")
+WANDB_PROJECT = "cola-acceptability"
 
 
-def wandb_mode(requested: str) -> str:
-    if requested not in WANDB_MODES:
-        from acceptability.errors import UserError
-
-        raise UserError(f"params.yaml: tracking.wandb must be one of {', '.join(WANDB_MODES)}; found {requested!r}")
-    if requested == "online" and not os.environ.get("WANDB_API_KEY"):
-        print("tracking.wandb=online but WANDB_API_KEY is not set: W&B runs offline", file=sys.stderr)
-        return "offline"
-    return requested
+def wandb_mode() -> str:
+    """W&B's own WANDB_MODE when set; else online with a WANDB_API_KEY, offline without. Not a param: where the
+    curves go changes no result, so switching it must not re-run training."""
+    return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
 
 
-def make_loggers(tracking: dict, dvclive_dir: Path, run_config: dict, resume: bool = False) -> list:
+def make_loggers(dvclive_dir: Path, run_config: dict, resume: bool = False, wandb: bool = True) -> list:
     from dvclive.lightning import DVCLiveLogger
 
     # The pipeline declares these files in dvc.yaml itself, so DVCLive must not write its own dvc.yaml
     # or make experiments from inside a stage.
     # resume continues the curves of an interrupted run instead of starting them again.
     loggers = [DVCLiveLogger(dir=str(dvclive_dir), save_dvc_exp=False, dvcyaml=False, resume=resume)]
-    mode = wandb_mode(tracking.get("wandb", "offline"))
-    if mode != "disabled":
+    mode = wandb_mode()
+    if wandb and mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
-        loggers.append(WandbLogger(project=tracking.get("wandb_project", "cola-acceptability"), mode=mode,
-                                   save_dir=".", config=run_config))
+        logger = WandbLogger(project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT), mode=mode, save_dir=".",
+                             config=run_config)
+        # Lightning always passes `anonymous`, a setting W&B no longer reads and warns about on every run.
+        logger._wandb_init.pop("anonymous", None)
+        loggers.append(logger)
     return loggers
 
 

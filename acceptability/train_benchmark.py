@@ -73,7 +73,7 @@ def pipeline_sps(params: dict, pretrained: Path, tokenized: Path, steps: int, wa
     if compile_model:
         module.classifier = torch.compile(module.classifier, dynamic=True)
     clock = StepClock(warmup)
-    loggers = make_loggers({"wandb": "disabled"}, live_dir, {})  # the DVCLive logging the real run pays for
+    loggers = make_loggers(live_dir, {}, wandb=False)  # the DVCLive logging the real run pays for
     trainer = L.Trainer(max_steps=warmup + steps, accelerator="cpu", devices=1, precision=precision,
                         deterministic=bool(train.get("deterministic", True)), logger=loggers, callbacks=[clock],
                         limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False,

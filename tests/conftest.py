@@ -15,6 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TINY_COLA = ROOT / "tests" / "fixtures" / "cola_tiny"
 TINY_ROWS = {"train": 48, "in_domain_dev": 16, "out_of_domain_dev": 16}
+os.environ.setdefault("WANDB_MODE", "disabled")  # W&B is switched by its own variable; a test turns it on itself
 
 
 def run_tool(cmd: list[str], cwd: Path, check: bool = True, unset: tuple = (), **env: str
@@ -80,7 +81,6 @@ def tiny_params(base: dict, model_dir: Path) -> dict:
                            num_layers=None)  # the tiny model has 2 layers; the default keeps 4
     params["train"].update(num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3,
                            accelerator="cpu", log_every_n_steps=1)
-    params["tracking"]["wandb"] = "disabled"
     params["benchmark"].update(max_sentences=16, warmup=2)
     return params
 

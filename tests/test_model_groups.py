@@ -41,7 +41,7 @@ def stand_in(group: str, folder):
 
 def group_params(group: str, in_tmp, model_dir) -> dict:
     """`-S model=<group>` composed by Hydra, then pointed at the stand-in and the tiny CoLA rows."""
-    params = compose(in_tmp, [f"model={group}", "tracking=disabled", "train.num_train_epochs=1",
+    params = compose(in_tmp, [f"model={group}", "train.num_train_epochs=1",
                               "train.batch_size=16", "train.accelerator=cpu", "benchmark.max_sentences=8",
                               "benchmark.warmup=1"])
     assert params["model"]["name"] == group and params["model"]["source"] == "hub"

@@ -62,8 +62,8 @@ def test_saved_model_and_evaluation_outputs(prepared, params):
     assert (prepared / "run" / "live" / "plots" / "metrics" / "val" / "mcc.tsv").is_file()
 
 
-def test_wandb_offline_run_holds_curves_confusion_matrix_and_mistakes(prepared, params):
-    params["tracking"]["wandb"] = "offline"
+def test_wandb_offline_run_holds_curves_confusion_matrix_and_mistakes(prepared, params, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
     result, metrics, predictions = train_and_evaluate(prepared, params, "wandb")
     runs = list((prepared / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
