@@ -18,3 +18,6 @@ def test_cores_follow_the_cpu_affinity():
     pinned = json.loads(result.stdout)
     assert pinned["cores"] == 1
     assert pinned["cpu"]
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    assert pinned["simd"] == [feature for feature in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+                              if feature in flags]
