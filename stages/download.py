@@ -10,7 +10,7 @@ from pathlib import Path
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import load_cola, write_split
 from acceptability.errors import run_cli
-from acceptability.params import check_model, load_params, section
+from acceptability.params import load_params, section
 from acceptability.pretrained import fetch_pretrained
 
 
@@ -24,7 +24,6 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     data_cfg, model_cfg = section(params, "data"), section(params, "model")
-    check_model(model_cfg)
 
     cola = load_cola(data_cfg)
     with atomic_path(args.data_out) as folder:

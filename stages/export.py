@@ -8,17 +8,11 @@ as not for serving). Writes metrics/export.json.
 import argparse
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.errors import UserError, run_cli
 from acceptability.params import load_params, section
-
-
-def source_commit() -> str | None:
-    result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return result.stdout.strip() if result.returncode == 0 else None
 
 
 def main() -> None:
@@ -79,7 +73,7 @@ def main() -> None:
                                                                    "per_channel": bool(cfg["per_channel"]),
                                                                    "reduce_range": bool(cfg.get("reduce_range")),
                                                                    "servable": int8_servable},
-            "source_commit": source_commit(), "params": {"export": cfg, "model": section(params, "model")["name"]},
+            "params": {"export": cfg, "model": section(params, "model")["name"]},
             "metrics": metrics, "gates": gates,
             "sha256": {name: sha256_file(folder / name) for name in [*VARIANT_FILES.values(), "tokenizer.json"]},
         }

@@ -62,10 +62,10 @@ def test_train_stage_rejects_bad_params_before_loading_anything(in_tmp, params):
     assert not (in_tmp / "models").exists()
 
 
-def test_download_stage_rejects_unknown_model_without_traceback(in_tmp, params):
+def test_train_stage_rejects_unknown_model_without_traceback(in_tmp, params):
     params["model"]["name"] = "bert_huge"
     (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "download.py")], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: params.yaml: model.name 'bert_huge' is not a model group")

@@ -1,6 +1,9 @@
 """The real DVC pipeline in a temporary git repo holding a copy of the project, on the tiny model and data."""
 
+import hashlib
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,11 @@ from acceptability.machine import usable_cores
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "tokenize", "train", "evaluate", "export", "benchmark")
+TRAIN_OVERRIDES = ["train.batch_size=8", "train.eval_batch_size=16", "train.accelerator=cpu",
+                   "train.log_every_n_steps=1"]
+# What may look like a warning in a repro's output and is not one. Everything that is, is silenced at its source.
+ALLOWED = ()
+WARNING = re.compile(r"warn|deprecat|LOAD REPORT|MISSING|Traceback", re.IGNORECASE)
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -44,9 +52,8 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
     data.update(source="dir", dir=str(TINY_COLA), expected_rows=TINY_ROWS,
                 sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
     (repo / "conf/data/tiny_local.yaml").write_text(yaml.safe_dump(data))
-    overrides = ["data=tiny_local", "model=tiny_local", "tracking=disabled", "train.num_train_epochs=2",
-                 "train.batch_size=8", "train.eval_batch_size=16", "train.learning_rate=1e-3",
-                 "train.accelerator=cpu", "benchmark.max_sentences=16", "benchmark.warmup=2"]
+    overrides = ["data=tiny_local", "model=tiny_local", *TRAIN_OVERRIDES, "train.num_train_epochs=2",
+                 "train.learning_rate=1e-3", "benchmark.max_sentences=16", "benchmark.warmup=2"]
     from dvc.utils.hydra import compose_and_dump
 
     compose_and_dump(repo / "params.yaml", str(repo / "conf"), None, "config", "", overrides)
@@ -56,9 +63,13 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
     return repo
 
 
-def test_repro_builds_every_stage_and_writes_the_metrics_schema(repo):
-    result = run(["dvc", "repro"], repo)
-    assert ran_stages(result.stdout) == list(STAGES)
+@pytest.fixture(scope="module")
+def first_repro(repo) -> subprocess.CompletedProcess:
+    return run(["dvc", "repro"], repo)
+
+
+def test_repro_builds_every_stage_and_writes_the_metrics_schema(repo, first_repro):
+    assert ran_stages(first_repro.stdout) == list(STAGES)
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert set(metrics["val"]) == {"mcc", "accuracy", "f1_macro", "precision_macro", "recall_macro", "n"}
     assert metrics["val"]["n"] == 32
@@ -70,10 +81,72 @@ def test_repro_builds_every_stage_and_writes_the_metrics_schema(repo):
     assert shown  # DVC reads the declared metrics files
 
 
+def test_repro_prints_no_warning_and_no_progress_bar_in_a_log(first_repro):
+    lines = (first_repro.stdout + first_repro.stderr).splitlines()
+    warnings = [line for line in lines if WARNING.search(line) and not line.startswith(ALLOWED or "\0")]
+    assert warnings == []
+    assert not [line for line in lines if "\r" in line or "it/s]" in line]  # tqdm bars off a terminal
+    assert any(line.startswith("epoch 2/2 (") and "val/mcc" in line for line in lines)  # plain progress instead
+
+
 def test_second_repro_runs_nothing(repo):
     result = run(["dvc", "repro"], repo)
     assert ran_stages(result.stdout) == []
     assert "Data and pipelines are up to date." in result.stdout
+
+
+def test_outputs_are_hermetic_across_commits_and_clones(repo, tmp_path):
+    """No output embeds a commit, a time, a host or a path: an unrelated commit changes nothing, and a fresh clone
+    re-creates the missing outputs with the hashes dvc.lock already holds."""
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "pipeline results"], repo)
+    (repo / "NOTES.md").write_text("an unrelated change\n")
+    run(["git", "add", "NOTES.md"], repo)
+    run(["git", "commit", "-qm", "unrelated"], repo)
+    assert ran_stages(run(["dvc", "repro"], repo).stdout) == []
+    assert run(["git", "status", "--short"], repo).stdout == ""
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    result = run(["dvc", "repro"], clone)
+    # Only what git does not hold is rebuilt; evaluate and benchmark find their inputs unchanged and are skipped.
+    assert ran_stages(result.stdout) == ["download", "tokenize", "train", "export"]
+    assert run(["git", "status", "--short"], clone).stdout == ""
+
+
+def snapshot(repo: Path) -> dict[str, str]:
+    """Every file of the workspace but git's and DVC's own, by content."""
+    skip = {".git", ".venv", ".dvc/cache", ".dvc/tmp"}
+    files = {}
+    for folder, subfolders, names in os.walk(repo):
+        here = Path(folder).relative_to(repo)
+        subfolders[:] = [name for name in subfolders if (here / name).as_posix() not in skip]
+        for name in names:
+            if (here / name).as_posix() not in skip:
+                files[(here / name).as_posix()] = hashlib.sha256((Path(folder) / name).read_bytes()).hexdigest()
+    return files
+
+
+def test_experiment_runs_without_an_activated_venv_and_the_readme_way_back_restores_all(repo):
+    """`.venv/bin/dvc exp run` with the venv neither activated nor on PATH: stages/run finds .venv itself."""
+    (repo / ".venv").symlink_to(Path(sys.executable).parents[1])
+    before = snapshot(repo)
+    env = {name: value for name, value in os.environ.items() if name not in ("VIRTUAL_ENV", "COLA_PYTHON")}
+    env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep)
+                                  if Path(part).resolve() != Path(sys.executable).parent.resolve())
+    overrides = [arg for o in ("data=tiny_local", "model=tiny_local", *TRAIN_OVERRIDES, "benchmark.max_sentences=16",
+                               "benchmark.warmup=2") for arg in ("-S", o)]
+    dvc = str(Path(sys.executable).parent / "dvc")
+    result = subprocess.run([dvc, "exp", "run", *overrides, "-S", "train.num_train_epochs=1"], cwd=repo, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ran_stages(result.stdout) == ["train", "evaluate", "export", "benchmark"]
+    assert snapshot(repo) != before
+
+    run(["git", "restore", "."], repo)  # the README's way back, word for word
+    run(["dvc", "checkout"], repo)
+    assert snapshot(repo) == before
+    assert run(["git", "status", "--short"], repo).stdout == ""
 
 
 def test_learning_rate_change_reruns_only_what_depends_on_training(repo):
@@ -109,8 +182,8 @@ def test_plots_render(repo):
 
 
 def test_hydra_sweep_through_dvc_experiments(repo):
-    overrides = ["-S", "data=tiny_local", "-S", "model=tiny_local", "-S", "tracking=disabled",
-                 "-S", "train.num_train_epochs=1", "-S", "train.batch_size=8", "-S", "train.accelerator=cpu"]
+    overrides = ["-S", "data=tiny_local", "-S", "model=tiny_local", "-S", "train.num_train_epochs=1",
+                 "-S", "train.batch_size=8", "-S", "train.accelerator=cpu", "-S", "train.log_every_n_steps=1"]
     run(["dvc", "exp", "run", "-n", "lr-1e-2", *overrides, "-S", "train.learning_rate=1e-2"], repo)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]
@@ -118,6 +191,13 @@ def test_hydra_sweep_through_dvc_experiments(repo):
     assert "lr-1e-2" in names
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert composed["train"]["learning_rate"] == 1e-2 and composed["model"]["name"] == "tiny_local"
+
+    table = run([sys.executable, "-m", "acceptability.experiments"], repo).stdout.splitlines()  # `make exps`
+    assert table[0].split() == ["experiment", "val", "MCC", "in-dom", "out-dom", "int8", "MCC", "params", "changed"]
+    assert max(map(len, table)) <= 120
+    row = next(line for line in table if line.startswith("lr-1e-2 "))
+    assert "train.learning_rate=0.01" in row and "train.num_train_epochs=1" in row
+    assert "model.name" not in row  # the same as its commit's
 
 
 def test_unknown_model_group_fails_before_running_anything(repo):
