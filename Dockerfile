@@ -18,6 +18,6 @@ USER app
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"]
-# uvicorn finishes the requests in flight on SIGTERM (docker stop) before the model is unloaded.
-CMD ["uvicorn", "--factory", "acceptability.serving.app:create_app", "--host", "0.0.0.0", "--port", "8080", \
-     "--timeout-graceful-shutdown", "20", "--no-access-log"]
+# uvicorn with the limits of acceptability/serving/server.py (head size and deadline, connection cap, no access
+# log); it finishes the requests in flight on SIGTERM (docker stop) before the model is unloaded.
+CMD ["python", "-m", "acceptability.serving.server", "--host", "0.0.0.0", "--port", "8080"]

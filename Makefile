@@ -47,8 +47,8 @@ report: $(STAMP) ## Markdown report of the workspace against BASE (default main)
 promote: $(STAMP) ## The champion/challenger gate: prints PROMOTE or KEEP (exit 0), 2 on error; ASSIGN=1 tags a winner
 	@$(BIN)/python -m acceptability.promote $(if $(ASSIGN),--assign); code=$$?; [ $$code -eq 0 ] || [ $$code -eq 3 ]
 
-serve: $(STAMP) ## The HTTP API on 127.0.0.1:8080 over models/onnx/ (COLA_SERVE_* settings, README Serving)
-	$(BIN)/uvicorn --factory acceptability.serving.app:create_app --host 127.0.0.1 --port 8080
+serve: $(STAMP) ## The HTTP API on 127.0.0.1:8080 over models/onnx/, with the image's limits (COLA_SERVE_* settings)
+	$(BIN)/python -m acceptability.serving.server --host 127.0.0.1 --port 8080
 
 load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics/serve_load.json
 	$(BIN)/python -m acceptability.serving.loadtest --duration 60 --concurrency 16

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -27,7 +28,7 @@ class Server:
         settings = {f"COLA_SERVE_{k.upper()}": str(v) for k, v in env.items()}
         self.process, self.ready_s = start_server(
             model_dir, self.port, {"PYTHONPATH": str(pythonpath), "COLA_SERVE_PREDICTION_LOG": str(log), **settings},
-            python=python, uvicorn_args=("--timeout-graceful-shutdown", "10"), stderr=subprocess.PIPE)
+            python=python, stderr=subprocess.PIPE)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -183,7 +184,7 @@ def test_in_flight_requests_finish_on_shutdown(exported, tmp_path):
 
 
 def test_full_queue_answers_503_with_retry_after(exported, tmp_path):
-    busy = Server(exported / "models/onnx", tmp_path / "log", batch_wait_ms=1000, max_queue=64)
+    busy = Server(exported / "models/onnx", tmp_path / "log", batch_wait_ms=1000, max_queue_tokens=200)
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as http:
@@ -210,9 +211,9 @@ def test_concurrent_requests_share_one_onnx_call():
         return [s.upper() for s in sentences]
 
     async def run():
-        batcher = MicroBatcher(predict, max_batch=64, max_wait_s=0.2, max_queue=100)
+        batcher = MicroBatcher(predict, max_batch=64, max_wait_s=0.2, max_cost=100)
         batcher.start()
-        answers = await asyncio.gather(*(batcher.submit([f"s{i}a", f"s{i}b"]) for i in range(5)))
+        answers = await asyncio.gather(*(batcher.submit([f"s{i}a", f"s{i}b"], 2) for i in range(5)))
         await batcher.stop(1)
         return answers
 
@@ -233,9 +234,9 @@ def test_two_workers_run_two_batches_at_once_and_finish_before_stop():
         return [len(s) for s in sentences]
 
     async def run():
-        batcher = MicroBatcher(predict, max_batch=1, max_wait_s=0, max_queue=10, workers=2)
+        batcher = MicroBatcher(predict, max_batch=1, max_wait_s=0, max_cost=10, workers=2)
         batcher.start()
-        answers = asyncio.gather(batcher.submit(["one"]), batcher.submit(["three"]))
+        answers = asyncio.gather(batcher.submit(["one"], 1), batcher.submit(["three"], 1))
         while batcher.waiting < 2 and not answers.done():  # both submitted (they may even be answered)
             await asyncio.sleep(0.001)
         await batcher.stop(5)  # graceful: calls in flight finish
@@ -258,3 +259,7 @@ def test_load_test_reports_every_figure_without_errors(exported, tmp_path):
     assert report["concurrency"] == 2 and report["duration_s"] == 1 and report["warmup_s"] == 0.5
     assert report["startup_to_ready_s"] > 0 and report["rss_mb_at_ready"] > 0
     assert {"rss_growth_pct", "rss_growth_from_ready_pct"} <= set(report)
+    assert report["engine"]["sps_b1"] > 0 and report["engine"]["sentences"] > 0
+    assert 0 < report["efficiency"] and report["p99_over_p50"] >= 1
+    assert report["pinning"]["separate"] == (len(os.sched_getaffinity(0)) >= 2)
+    assert report["engine"]["cores"] == report["pinning"]["server_cores"]

@@ -1,22 +1,25 @@
 """The HTTP inference API: FastAPI on uvicorn, serving models/onnx/ through the torch-free Predictor.
 
-    uvicorn --factory acceptability.serving.app:create_app --host 127.0.0.1 --port 8080
+    python -m acceptability.serving.server --host 127.0.0.1 --port 8080      # the limits of server.py
 
-POST /v1/predict {"sentences": [...]}, GET /v1/predict?sentence=..., GET /healthz, /readyz and /metrics.
-Bad input always gets a 4xx with {"error": {"type", "message"}}; a full queue gets 503 with Retry-After.
+POST /v1/predict {"sentences": [...]}, GET /v1/predict?sentence=..., GET or HEAD /healthz and /readyz, /metrics.
+Bad input always gets a 4xx with {"error": {"type", "message"}}, whichever request it was batched with. A queue
+holding more work than the engine answers within the timeout gets 503 with Retry-After; a request not answered
+within its timeout gets 504, and its work is dropped if it has not started.
 """
 
 import asyncio
+import logging
 import re
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acceptability.serving.batcher import MicroBatcher, QueueFull
@@ -26,6 +29,9 @@ from acceptability.serving.settings import ServeSettings, load_served_model
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ROUTES = ("/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels: anything else is OTHER
+PROBE = "The model warms up on this sentence, and times how fast it answers."
+log = logging.getLogger("cola.serving")
 
 
 def error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -47,6 +53,10 @@ class Metrics:
                            registry=self.registry)
         self.waiting = Gauge("cola_batcher_waiting_sentences", "Sentences queued or in a running ONNX call",
                              registry=self.registry)
+        self.waiting_tokens = Gauge("cola_batcher_waiting_tokens", "Tokens queued or in a running ONNX call",
+                                    registry=self.registry)
+        self.capacity = Gauge("cola_batcher_capacity_tokens", "Tokens the queue admits: what the engine answers "
+                              "within the request timeout", registry=self.registry)
 
 
 class Guard:
@@ -60,6 +70,7 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"] if scope["path"] in ROUTES else "other"
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
         status, started = {"code": 500}, time.perf_counter()
 
         async def counting_send(message):
@@ -74,7 +85,7 @@ class Guard:
                     return await rejection(scope, receive, counting_send)
             await self.app(scope, receive, counting_send)
         finally:
-            self.metrics.requests.labels(scope["method"], path, str(status["code"])).inc()
+            self.metrics.requests.labels(method, path, str(status["code"])).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
     async def check_body(self, scope, receive):
@@ -88,8 +99,13 @@ class Guard:
         if declared.isdigit() and int(declared) > limit:
             return too_big, receive
         body, more = b"", True
+        deadline = time.monotonic() + self.settings.timeout_s  # a body sent byte by byte holds no handler forever
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except TimeoutError:
+                return error(408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"), \
+                    receive
             if message["type"] == "http.disconnect":
                 return Response(status_code=499), receive
             body += message.get("body", b"")
@@ -112,6 +128,30 @@ class Guard:
         return None, replay
 
 
+def engine_capacity(predictor, settings: ServeSettings) -> int:
+    """Tokens the queue may hold: what the engine answers within the request timeout, timed on a warm call (or the
+    COLA_SERVE_MAX_QUEUE_TOKENS setting). A request beyond it would wait past its timeout anyway."""
+    if settings.max_queue_tokens:
+        return settings.max_queue_tokens
+    probe = [PROBE] * 16
+    tokens = token_count(predictor, probe)
+    started = time.perf_counter()
+    predictor.predict(probe)
+    tokens_per_s = tokens / max(time.perf_counter() - started, 1e-6)
+    return max(int(tokens_per_s * settings.timeout_s * settings.workers), settings.max_sentences * 64)
+
+
+def token_count(predictor, sentences: list[str]) -> int:
+    """The cost of a request: its tokens, as the predictor will see them (truncated to the model's length)."""
+    return sum(len(encoding.ids) for encoding in predictor.tokenizer.encode_batch(sentences))
+
+
+async def client_left(request: Request) -> None:
+    """Returns when the client disconnects (the body is already read, so the next message can only be that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings.from_env()
     metrics = Metrics()
@@ -121,25 +161,32 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         predictor, app.state.version = load_served_model(settings)
-        predictor.predict(["The model warms up on this sentence."])  # the first run allocates; not a user's cost
+        predictor.predict([PROBE])  # the first run allocates; not a user's cost
         app.state.predictor = predictor
         metrics.model.labels(app.state.version, predictor.variant).set(1)
+        capacity = engine_capacity(predictor, settings)
+        metrics.capacity.set(capacity)
         app.state.batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
-                                         settings.max_queue, settings.workers)
+                                         capacity, settings.workers)
         app.state.batcher.start()
         metrics.waiting.set_function(lambda: app.state.batcher.waiting)
+        metrics.waiting_tokens.set_function(lambda: app.state.batcher.waiting_cost)
         app.state.ready = True
         yield
         app.state.ready = False
         await app.state.batcher.stop(settings.timeout_s)
 
-    app = FastAPI(title="CoLA acceptability", version="1", lifespan=lifespan,
+    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None}
+    app = FastAPI(title="CoLA acceptability", version="1", lifespan=lifespan, **docs,
                   description="Is an English sentence grammatically acceptable? ONNX Runtime, no torch.")
     app.state.ready = False
     app.add_middleware(Guard, settings=settings, metrics=metrics)
-    errors = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
-              422: {"model": ErrorResponse}, 503: {"model": ErrorResponse}, 504: {"model": ErrorResponse}}
+    add_error_handlers(app)
+    add_routes(app, settings, metrics, logger, predict_request)
+    return app
 
+
+def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         if any(item.get("type") == "json_invalid" for item in exc.errors()):
@@ -150,18 +197,43 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException):
         return error(exc.status_code, "http_error", str(exc.detail), headers=getattr(exc, "headers", None))
 
-    async def serve(request: Request, sentences: list[str]) -> JSONResponse:
+
+async def predict_or_error(request: Request, sentences: list[str], timeout_s: float):
+    """The batcher's answer for one request, or the error response that replaces it."""
+    cost = token_count(request.app.state.predictor, sentences)
+    job = asyncio.ensure_future(request.app.state.batcher.submit(sentences, cost))
+    left = asyncio.ensure_future(client_left(request))
+    try:
+        done, _ = await asyncio.wait({job, left}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+    if job not in done:  # cancelling the job drops its work if no call has started on it
+        job.cancel()
+        return error(504, "timeout", f"no answer within {timeout_s} s") if not done else Response(status_code=499)
+    try:
+        return job.result()
+    except QueueFull:
+        return error(503, "overloaded", "more work is waiting than can be answered in time; retry shortly",
+                     {"Retry-After": "1"})
+    except ValueError as err:  # the predictor refused this request's input; its batch neighbours were answered
+        return error(422, "invalid_request", str(err))
+    except Exception:
+        log.exception("prediction failed")
+        return error(500, "internal_error", "the prediction failed; the error is in the server's log")
+
+
+def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, predict_request) -> None:
+    errors = {code: {"model": ErrorResponse} for code in (400, 408, 413, 415, 422, 503, 504)}
+
+    async def serve(request: Request, sentences: list[str]) -> Response:
         if not request.app.state.ready:
             return error(503, "not_ready", "the model is loading", {"Retry-After": "1"})
         supplied = request.headers.get("x-request-id", "")
         request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         started = time.perf_counter()
-        try:
-            results = await asyncio.wait_for(request.app.state.batcher.submit(sentences), settings.timeout_s)
-        except QueueFull:
-            return error(503, "overloaded", "too many sentences are waiting; retry shortly", {"Retry-After": "1"})
-        except TimeoutError:
-            return error(504, "timeout", f"no answer within {settings.timeout_s} s")
+        results = await predict_or_error(request, sentences, settings.timeout_s)
+        if isinstance(results, Response):
+            return results
         version = request.app.state.version
         for result in results:
             metrics.predictions.labels(result["label"]).inc()
@@ -171,19 +243,22 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                             headers={"X-Request-ID": request_id})
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=errors)
-    async def predict_many(request: Request, payload: predict_request) -> JSONResponse:  # type: ignore[valid-type]
+    async def predict_many(request: Request, payload: predict_request) -> Response:  # type: ignore[valid-type]
         return await serve(request, payload.sentences)
 
     @app.get("/v1/predict", response_model=PredictResponse, responses=errors)
-    async def predict_one(request: Request, sentence: Annotated[str, Query(
-            min_length=1, max_length=settings.max_chars, pattern=r"\S")]) -> JSONResponse:
-        return await serve(request, [sentence])
+    async def predict_one(request: Request, sentence: str = "") -> Response:
+        try:  # the POST body's model and checks, so GET can accept nothing POST refuses
+            payload = predict_request.model_validate({"sentences": [sentence]})
+        except ValidationError as err:
+            return error(422, "invalid_request", describe(err.errors()).replace("sentences.0", "sentence"))
+        return await serve(request, payload.sentences)
 
-    @app.get("/healthz")
+    @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: {"model": ErrorResponse}})
+    @app.api_route("/readyz", methods=["GET", "HEAD"], responses={503: {"model": ErrorResponse}})
     async def readyz(request: Request):
         if not request.app.state.ready:
             return error(503, "not_ready", "the model is loading", {"Retry-After": "1"})
@@ -192,5 +267,3 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return app

@@ -4,11 +4,14 @@
     API Gateway proxy event                              returns {"statusCode", "headers", "body"}
 
 The model loads once per container (at the first call) from COLA_SERVE_MODEL_DIR, with the API's limits.
+The handler never raises: any event gets a well-formed answer, 4xx for the caller's mistakes, a JSON 500 for ours
+(an invocation error would reach API Gateway clients as a bare 502).
 """
 
 import base64
 import binascii
 import json
+import logging
 import time
 import uuid
 
@@ -19,6 +22,7 @@ from acceptability.serving.schemas import describe, request_model
 from acceptability.serving.settings import ServeSettings, load_served_model
 
 _loaded: dict = {}
+log = logging.getLogger("cola.lambda")
 
 
 class BadRequest(Exception):
@@ -47,18 +51,30 @@ def sentences_of(payload, state: dict) -> list[str]:
         raise BadRequest(422, "invalid_request", describe(err.errors())) from None
 
 
+def mapping(event: dict, key: str) -> dict:
+    """A field of the event that must be a JSON object when present (headers, query, request context)."""
+    value = event.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(400, "invalid_event", f"the event's {key} must be an object, found {type(value).__name__}")
+    return value
+
+
 def proxy_body(event: dict, state: dict):
     """The JSON body of an API Gateway event, checked as the HTTP API checks it."""
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    method = event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method", "")
-    if method == "GET":
-        query = event.get("queryStringParameters") or {}
-        return {"sentence": query.get("sentence", "")}
+    headers = {str(k).lower(): str(v) for k, v in mapping(event, "headers").items()}
+    method = event.get("httpMethod") or mapping(mapping(event, "requestContext"), "http").get("method", "")
+    if method in ("GET", "HEAD"):
+        sentence = mapping(event, "queryStringParameters").get("sentence", "")
+        return {"sentences": [sentence]}
     if method != "POST":
         raise BadRequest(405, "method_not_allowed", "use POST with a JSON body, or GET with ?sentence=")
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         raise BadRequest(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     body = event.get("body") or ""
+    if not isinstance(body, str):
+        raise BadRequest(400, "invalid_event", "the event's body must be a string (API Gateway sends one)")
     raw = body.encode("utf-8", "surrogatepass")
     if event.get("isBase64Encoded"):
         try:
@@ -71,7 +87,9 @@ def proxy_body(event: dict, state: dict):
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as err:
         raise BadRequest(400, "invalid_encoding", f"the body is not valid UTF-8 (byte {err.start})") from None
-    except json.JSONDecodeError:
+    except RecursionError:
+        raise BadRequest(400, "invalid_json", "the body is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and integers too long to convert
         raise BadRequest(400, "invalid_json", "the body is not valid JSON") from None
 
 
@@ -83,17 +101,35 @@ def predict(sentences: list[str], request_id: str, state: dict) -> dict:
     return {"model_version": state["version"], "predictions": results}
 
 
-def handler(event, context=None):
+def is_proxy_event(event) -> bool:
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    return isinstance(event, dict) and ("httpMethod" in event or "routeKey" in event or
+                                        (isinstance(context, dict) and "http" in context))
+
+
+def answer(event, request_id: str) -> tuple[dict, int]:
     state = loaded()
-    request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
-    is_proxy = isinstance(event, dict) and ("httpMethod" in event or "routeKey" in event or
-                                            "http" in event.get("requestContext", {}))
     try:
-        payload = proxy_body(event, state) if is_proxy else event
-        result, status = predict(sentences_of(payload, state), request_id, state), 200
+        payload = proxy_body(event, state) if is_proxy_event(event) else event
+        sentences = sentences_of(payload, state)
+        try:
+            return predict(sentences, request_id, state), 200
+        except ValueError as err:  # the predictor's own refusal of an input the schema let through
+            raise BadRequest(422, "invalid_request", str(err)) from None
     except BadRequest as bad:
-        result, status = {"error": {"type": bad.kind, "message": bad.message}}, bad.status
-    if not is_proxy:
+        return {"error": {"type": bad.kind, "message": bad.message}}, bad.status
+
+
+def handler(event, context=None):
+    request_id = getattr(context, "aws_request_id", None)
+    request_id = request_id if isinstance(request_id, str) else uuid.uuid4().hex
+    try:
+        result, status = answer(event, request_id)
+    except Exception:  # ours, not the caller's: logged without the event, which may hold sentences
+        log.exception("request %s failed", request_id)
+        result, status = {"error": {"type": "internal_error", "message": "the prediction failed; see the logs "
+                                    f"of request {request_id}"}}, 500
+    if not is_proxy_event(event):
         return result
     return {"statusCode": status, "headers": {"Content-Type": "application/json", "X-Request-ID": request_id},
             "body": json.dumps(result), "isBase64Encoded": False}

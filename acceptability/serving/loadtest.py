@@ -2,9 +2,14 @@
 
     python -m acceptability.serving.loadtest --duration 60 --concurrency 16     # or: make load-test
 
-It starts the API (uvicorn, 127.0.0.1, a free port) on models/onnx/, times start-up to ready, then runs two phases
-with validation sentences: single-sentence requests, and requests of --batch sentences. It reports req/s,
-sentences/s, p50/p95/p99 latency, errors, and the server's RSS over the run, to metrics/serve_load.json.
+It starts the API (acceptability.serving.server, 127.0.0.1, a free port) on models/onnx/, times start-up to ready,
+then runs two phases with validation sentences: single-sentence requests, and requests of --batch sentences. It
+reports req/s, sentences/s, p50/p95/p99 latency, errors, and the server's RSS over the run, to metrics/serve_load.json.
+
+Beside them, in the same run and on the server's cores with its threads, the bare Predictor's single-sentence
+throughput (`engine.sps_b1`), and `efficiency = single.rps / engine.sps_b1`: what the HTTP layer keeps of the
+engine, a ratio that holds across machines where req/s do not. With 2 cores or more, the server gets all but one and
+the load client the last, each pinned.
 """
 
 import argparse
@@ -25,6 +30,36 @@ from acceptability.errors import UserError, run_cli
 from acceptability.machine import describe as describe_machine
 
 MAX_DURATION_S, MAX_CONCURRENCY = 600, 256
+ENGINE = """
+import json, sys, time
+from acceptability.predictor import Predictor
+model_dir, variant, threads, duration, sentences = json.loads(sys.stdin.read())
+predictor = Predictor.load(model_dir, variant, threads=threads)
+for sentence in sentences[:50]:
+    predictor.predict([sentence])
+done, started = 0, time.perf_counter()
+while time.perf_counter() - started < duration:
+    predictor.predict([sentences[done % len(sentences)]])
+    done += 1
+print(json.dumps({"sps_b1": done / (time.perf_counter() - started), "sentences": done}))
+"""
+
+
+def split_cores() -> tuple[list[int], list[int]]:
+    """(server cores, client cores): all but the last for the server when there are two or more."""
+    cores = sorted(os.sched_getaffinity(0))
+    return (cores[:-1], cores[-1:]) if len(cores) >= 2 else (cores, cores)
+
+
+def engine_baseline(model_dir: Path, variant: str, threads: int, cores: list[int], sentences: list[str],
+                    duration_s: float) -> dict:
+    """The bare Predictor, one sentence a call, pinned to `cores` with the server's threads: what HTTP could reach."""
+    cpu_list = ",".join(map(str, cores))
+    result = subprocess.run(["taskset", "-c", cpu_list, sys.executable, "-c", ENGINE], capture_output=True, text=True,
+                            input=json.dumps([str(model_dir), variant, threads, duration_s, sentences]), timeout=600)
+    if result.returncode != 0:
+        raise UserError(f"the engine baseline failed:\n{result.stderr[-2000:]}")
+    return {**json.loads(result.stdout), "cores": cores, "threads": threads, "variant": variant}
 
 
 def free_port() -> int:
@@ -40,9 +75,10 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(model_dir: Path, port: int, env: dict, python: str = sys.executable,
-                 uvicorn_args: tuple = ("--no-access-log",), stderr=None) -> tuple[subprocess.Popen, float]:
-    """uvicorn in a subprocess; returns it and the seconds from launch to a 200 from /readyz.
+def start_server(model_dir: Path, port: int, env: dict, python: str = sys.executable, stderr=None,
+                 prefix: tuple = ()) -> tuple[subprocess.Popen, float]:
+    """The API's server in a subprocess (after `prefix`, e.g. taskset); returns it and the seconds from launch to
+    a 200 from /readyz.
 
     stderr=subprocess.PIPE keeps the server's errors for the caller (the tests show them on failure).
     """
@@ -50,8 +86,8 @@ def start_server(model_dir: Path, port: int, env: dict, python: str = sys.execut
 
     started = time.perf_counter()
     server = subprocess.Popen(
-        [python, "-m", "uvicorn", "--factory", "acceptability.serving.app:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", *uvicorn_args],
+        [*prefix, python, "-m", "acceptability.serving.server", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
         env={**os.environ, **env, "COLA_SERVE_MODEL_DIR": str(model_dir)}, stdout=subprocess.DEVNULL,
         stderr=stderr, text=True)
     while time.perf_counter() - started < 60:
@@ -134,7 +170,13 @@ def main() -> None:
         raise UserError(f"{args.validation} is missing: run `dvc repro download` first")
     sentences = pd.read_csv(args.validation, keep_default_na=False)["sentence"].tolist()
     port = free_port()
-    server, ready_s = start_server(args.model_dir, port, {"COLA_SERVE_PREDICTION_LOG": os.devnull})
+    server_cores, client_cores = split_cores()
+    threads = len(server_cores)  # ONNX Runtime would size its pool by the machine's cores, not the pinned ones
+    server, ready_s = start_server(args.model_dir, port, {"COLA_SERVE_PREDICTION_LOG": os.devnull,
+                                                          "COLA_SERVE_THREADS": str(threads)},
+                                   prefix=("taskset", "-c", ",".join(map(str, server_cores))))
+    machine = describe_machine()  # before pinning this process
+    os.sched_setaffinity(0, client_cores)
     try:
         url = f"http://127.0.0.1:{port}/v1/predict"
         at_ready = rss_mb(server.pid)
@@ -150,13 +192,19 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+    engine = engine_baseline(args.model_dir, version.split("-")[0], threads, server_cores, sentences, args.duration)
     rss = [single["rss_mb"]["first"], single["rss_mb"]["max"], batched["rss_mb"]["max"], batched["rss_mb"]["last"]]
     report = {"single": single, "batched": batched, "concurrency": args.concurrency, "duration_s": args.duration,
               "startup_to_ready_s": round(ready_s, 3), "model_version": version,
               "warmup_s": args.warmup, "rss_mb_at_ready": round(at_ready, 1),
               "rss_growth_pct": round(100 * (max(rss) - rss[0]) / rss[0], 1),  # after the warm-up
               "rss_growth_from_ready_pct": round(100 * (max(rss) - at_ready) / at_ready, 1),
-              "machine": describe_machine()}
+              "engine": {**engine, "sps_b1": round(engine["sps_b1"], 1)},
+              "efficiency": round(single["rps"] / engine["sps_b1"], 3),
+              "p99_over_p50": round(single["p99_ms"] / single["p50_ms"], 2),
+              "pinning": {"server_cores": server_cores, "client_cores": client_cores,
+                          "separate": server_cores != client_cores},
+              "machine": machine}
     write_json(args.out, report)
     print(json.dumps(report, indent=2))
 

@@ -1,6 +1,8 @@
 """The request and response bodies. The API validates with them and FastAPI builds the OpenAPI schema from them;
 the Lambda handler validates with the same models."""
 
+import re
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
@@ -33,19 +35,30 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def not_blank(sentence: str) -> str:
-    """The predictor's idea of blank, which the schema's pattern \\S can't say: str.strip also takes control
-    characters such as \\x1d for space."""
-    if not sentence.strip():
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls but tab and line breaks
+
+
+def check_sentence(sentence: str) -> str:
+    """What every entry point (POST, GET, Lambda) demands of a sentence, beyond its length: text the model can
+    read. Whitespace alone, control characters, and text with no letter, digit, punctuation or symbol (zero-width
+    spaces, a BOM, private-use characters) are refused: the model would still answer, with a confident guess."""
+    if not sentence.strip():  # str.strip also takes control characters such as \x1d for space
         raise PydanticCustomError("blank", "must contain a non-space character")
+    control = CONTROL.search(sentence)
+    if control:
+        raise PydanticCustomError("control_character", "contains the control character U+{code}",
+                                  {"code": f"{ord(control.group()):04X}"})
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in sentence):
+        raise PydanticCustomError("no_text", "has no letter, digit, punctuation or symbol (only invisible, "
+                                             "format or private-use characters)")
     return sentence
 
 
 def request_model(max_sentences: int, max_chars: int) -> type[BaseModel]:
     """`{"sentences": [...]}` with the configured limits. Unknown fields are rejected; a sentence needs a
-    non-space character; longer sentences are refused, not cut."""
+    non-space character and readable text (check_sentence); longer sentences are refused, not cut."""
     sentence = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S"),
-                         AfterValidator(not_blank)]
+                         AfterValidator(check_sentence)]
     return create_model(
         "PredictRequest", __config__=ConfigDict(extra="forbid", strict=True),
         sentences=(list[sentence], Field(min_length=1, max_length=max_sentences,

@@ -1,5 +1,6 @@
 """The API's limits and wiring, from COLA_SERVE_* environment variables (all optional)."""
 
+import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -22,8 +23,14 @@ class ServeSettings:
     max_body_bytes: int = 256 * 1024
     timeout_s: float = 10.0          # per request, queueing included
     batch_wait_ms: float = 5.0       # how long the batcher waits to fill a batch
-    max_batch: int = 64              # sentences per ONNX call (one request is never split)
-    max_queue: int = 1024            # sentences waiting; beyond this the API answers 503 with Retry-After
+    max_batch: int = 64              # sentences per predict call (one request is never split); at most 256
+    max_queue_tokens: int = 0        # tokens waiting; beyond this 503 + Retry-After. 0: what the engine answers
+                                     # within timeout_s, measured at start-up
+    head_timeout_s: float = 5.0      # a request line and headers must arrive whole within this (server.py)
+    keep_alive_s: int = 5            # idle keep-alive connections close after this
+    max_connections: int = 200       # open connections; one more is closed at once
+    max_header_bytes: int = 16384    # request line and headers; more is a 400
+    docs: bool = False               # /docs (Swagger UI loads its JavaScript from a CDN, so it is off by default)
     log_text: bool = False           # put sentences in the prediction log (else their sha256 only)
     prediction_log: str = "-"        # "-" = stdout, else a file, rotated
     log_max_bytes: int = 50 * 1024 * 1024
@@ -45,6 +52,8 @@ class ServeSettings:
                     values[field.name] = raw.lower() in ("1", "true", "yes")
                 else:
                     values[field.name] = kind(raw)
+                    if kind is float and not math.isfinite(values[field.name]):
+                        raise ValueError(raw)
             except ValueError:
                 raise SettingsError(f"{PREFIX}{field.name.upper()}={raw!r} is not a valid "
                                     f"{kind.__name__}") from None
@@ -55,13 +64,20 @@ class ServeSettings:
     def check(self) -> None:
         if self.variant not in ("auto", "fp32", "int8"):
             raise SettingsError(f"{PREFIX}VARIANT must be auto, fp32 or int8; found {self.variant!r}")
-        for name in ("max_sentences", "max_chars", "max_body_bytes", "max_batch", "max_queue", "workers"):
+        from acceptability.predictor import MAX_BATCH
+
+        for name in ("max_sentences", "max_chars", "max_body_bytes", "max_batch", "workers", "keep_alive_s",
+                     "max_connections", "max_header_bytes"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
-        if self.max_batch < self.max_sentences:
-            raise SettingsError(f"{PREFIX}MAX_BATCH must be at least {PREFIX}MAX_SENTENCES")
-        if self.timeout_s <= 0 or self.batch_wait_ms < 0:
-            raise SettingsError(f"{PREFIX}TIMEOUT_S must be positive and {PREFIX}BATCH_WAIT_MS not negative")
+        if not self.max_sentences <= self.max_batch <= MAX_BATCH:
+            raise SettingsError(f"{PREFIX}MAX_BATCH must be at least {PREFIX}MAX_SENTENCES ({self.max_sentences}) "
+                                f"and at most {MAX_BATCH}, what the predictor takes in one call")
+        if self.max_queue_tokens < 0:
+            raise SettingsError(f"{PREFIX}MAX_QUEUE_TOKENS must be 0 (measured) or positive")
+        if not (self.timeout_s > 0 and self.head_timeout_s > 0 and self.batch_wait_ms >= 0):
+            raise SettingsError(f"{PREFIX}TIMEOUT_S and {PREFIX}HEAD_TIMEOUT_S must be positive and "
+                                f"{PREFIX}BATCH_WAIT_MS not negative")
 
 
 def choose_variant(settings: ServeSettings, card: dict) -> str:

@@ -1,0 +1,282 @@
+"""The API and the Lambda handler under hostile input, against a live server on loopback (the tiny model): no request
+fails another, no input gets a 5xx, slow or oversized clients cannot take the server down, memory stays bounded.
+Every loop here is bounded in count and time, and every address is 127.0.0.1."""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_serving import SENTENCES, Server, post
+
+from acceptability.predictor import Predictor
+from acceptability.serving import lambda_handler
+from acceptability.serving.app import METHODS
+from acceptability.serving.batcher import MicroBatcher, QueueFull
+from acceptability.serving.loadtest import rss_mb
+from acceptability.serving.settings import ServeSettings, SettingsError
+
+CONTENT_FREE = ["\x1c", "\x1d", "\x1e", "\x1f", " \x1f ", "\u200b\u200b", "\ufeff", "\x00", "a\x00b",
+                "\ue000\ue001", "\u200d"]
+HEAD_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def server(exported, tmp_path_factory):
+    running = Server(exported / "models/onnx", tmp_path_factory.mktemp("attack") / "predictions.log",
+                     batch_wait_ms=50, head_timeout_s=HEAD_TIMEOUT_S, max_connections=40, max_header_bytes=8192,
+                     keep_alive_s=2)
+    running.rss_at_ready = rss_mb(running.process.pid)
+    yield running
+    running.stop()
+
+
+def healthz_ms(server: Server) -> float:
+    started = time.perf_counter()
+    response = httpx.get(f"{server.url}/healthz", timeout=5)
+    assert response.status_code == 200
+    return (time.perf_counter() - started) * 1000
+
+
+@pytest.mark.parametrize("sentence", CONTENT_FREE, ids=["-".join(f"{ord(c):04X}" for c in s) for s in CONTENT_FREE])
+def test_content_free_sentences_get_422_on_every_path(server, exported, monkeypatch, sentence):
+    assert post(server, {"sentences": ["The cat sat.", sentence]}).status_code == 422
+    assert httpx.get(f"{server.url}/v1/predict", params={"sentence": sentence}).status_code == 422
+    monkeypatch.setenv("COLA_SERVE_MODEL_DIR", str(exported / "models/onnx"))
+    monkeypatch.setattr(lambda_handler, "_loaded", {})
+    assert lambda_handler.handler({"sentences": [sentence]})["error"]["type"] == "invalid_request"
+    event = {"httpMethod": "GET", "queryStringParameters": {"sentence": sentence}}
+    assert lambda_handler.handler(event)["statusCode"] == 422
+
+
+def test_a_bad_get_queued_with_good_posts_fails_alone(server):
+    async def burst():
+        async with httpx.AsyncClient(timeout=30) as http:
+            posts = [http.post(f"{server.url}/v1/predict", json={"sentences": SENTENCES}) for _ in range(20)]
+            gets = [http.get(f"{server.url}/v1/predict?sentence={code}") for code in ("%1C", "%1D", "%20%1F%20")]
+            return await asyncio.gather(*posts, *gets)
+
+    for _ in range(3):
+        responses = asyncio.run(burst())
+        assert [r.status_code for r in responses[:20]] == [200] * 20
+        assert [r.status_code for r in responses[20:]] == [422] * 3
+        assert responses[20].json()["error"]["message"] == "sentence: must contain a non-space character"
+
+
+def test_a_failing_request_in_a_batch_fails_alone_and_batches_stay_within_the_predictor(exported):
+    """The batcher on the real predictor: a request the predictor refuses, batched with good ones, gets its own
+    error; the others get their answers. No call exceeds max_batch, though requests arrive in 64s."""
+    predictor = Predictor.load(exported / "models/onnx", "fp32")
+    calls = []
+
+    def predict(sentences):
+        calls.append(len(sentences))
+        return predictor.predict(sentences)
+
+    async def run():
+        batcher = MicroBatcher(predict, max_batch=256, max_wait_s=0.3, max_cost=10**6)
+        batcher.start()
+        good = [batcher.submit(SENTENCES * 21 + SENTENCES[:1], 64) for _ in range(9)]
+        answers = await asyncio.gather(*good, batcher.submit(["fine", ""], 2), return_exceptions=True)
+        await batcher.stop(5)
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(run(), 60))
+    assert all(isinstance(a, list) and len(a) == 64 for a in answers[:9])
+    assert answers[0][:3] == predictor.predict(SENTENCES)
+    assert isinstance(answers[9], ValueError) and "sentence 1" in str(answers[9])
+    assert max(calls) <= 256 and sum(c for c in calls if c > 2) >= 9 * 64
+
+
+def test_max_batch_above_the_predictor_is_refused_at_start():
+    with pytest.raises(SettingsError, match="MAX_BATCH must be at least .* and at most 256"):
+        ServeSettings(max_batch=319).check()
+    for raw in ("nan", "inf", "-inf"):
+        with pytest.raises(SettingsError, match="TIMEOUT_S"):
+            ServeSettings.from_env({"COLA_SERVE_TIMEOUT_S": raw})
+
+
+def test_work_whose_caller_gave_up_is_dropped_before_any_compute(exported):
+    predictor = Predictor.load(exported / "models/onnx", "fp32")
+    release, seen = threading.Event(), []
+
+    def predict(sentences):
+        release.wait(10)
+        seen.extend(sentences)
+        return predictor.predict(sentences)
+
+    async def run():
+        batcher = MicroBatcher(predict, max_batch=64, max_wait_s=0, max_cost=100)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(["The first sentence."], 5))
+        await asyncio.sleep(0.1)  # the first call is running and blocks the only worker
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(batcher.submit(["Abandoned by its caller."], 5), 0.1)
+        with pytest.raises(QueueFull):
+            await batcher.submit(["Too much work."], 200)
+        release.set()
+        await first
+        await asyncio.sleep(0.1)
+        await batcher.stop(5)
+        return batcher.waiting, batcher.waiting_cost
+
+    assert asyncio.run(asyncio.wait_for(run(), 30)) == (0, 0)
+    assert seen == ["The first sentence."]
+
+
+def test_a_flood_of_maximum_cost_requests_is_shed_and_recovers_at_once(exported, tmp_path):
+    flood_server = Server(exported / "models/onnx", tmp_path / "log", max_queue_tokens=9000, timeout_s=5)
+    long = " ".join(["word"] * 200)
+    try:
+        async def flood():
+            async with httpx.AsyncClient(timeout=30) as http:
+                return await asyncio.gather(*(http.post(f"{flood_server.url}/v1/predict",
+                                                        json={"sentences": [long] * 64}) for _ in range(40)))
+
+        codes = sorted(r.status_code for r in asyncio.run(flood()))
+        started = time.perf_counter()
+        after = post(flood_server, {"sentences": SENTENCES})
+        recovery_s = time.perf_counter() - started
+    finally:
+        flood_server.stop()
+    assert set(codes) <= {200, 503} and codes.count(503) >= 30  # 64 x 64 tokens a request: two fit in 9,000
+    assert after.status_code == 200 and recovery_s < 5
+
+
+def raw_socket(server: Server) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.settimeout(10)
+    return sock
+
+
+def test_oversized_headers_get_a_4xx_and_cost_no_memory(server):
+    sock = raw_socket(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    try:
+        for _ in range(100):  # up to 10 MB, stopped as soon as the server refuses
+            sock.sendall(b"a" * 100_000)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    assert healthz_ms(server) < 1000
+    reply = b""
+    try:
+        reply = sock.recv(4096)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    sock.close()
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
+    assert rss_mb(server.process.pid) < server.rss_at_ready + 100
+
+
+def test_slow_headers_are_cut_off_and_the_server_keeps_answering(server):
+    socks = [raw_socket(server) for _ in range(20)]
+    for sock in socks:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    started, closed, slowest_ms = time.monotonic(), set(), 0.0
+    while len(closed) < len(socks) and time.monotonic() - started < HEAD_TIMEOUT_S * 2 + 3:
+        for i, sock in enumerate(socks):
+            if i in closed:
+                continue
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")  # a header line a second, never the blank line
+            except (BrokenPipeError, ConnectionResetError):
+                closed.add(i)
+        slowest_ms = max(slowest_ms, healthz_ms(server))
+        time.sleep(0.5)
+    for sock in socks:
+        sock.close()
+    assert len(closed) == len(socks)  # every slow client was disconnected within twice the head timeout
+    assert slowest_ms < 1000
+
+
+def test_idle_sockets_cannot_lock_out_new_clients(server):
+    idle = [raw_socket(server) for _ in range(60)]  # more than max_connections (40)
+    try:
+        time.sleep(HEAD_TIMEOUT_S * 2 + 0.5)  # the head deadline frees every slot they held
+        assert healthz_ms(server) < 1000
+        assert post(server, {"sentences": SENTENCES}).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+    assert len(list(Path(f"/proc/{server.process.pid}/fd").iterdir())) < 100  # the sockets were let go
+
+
+def test_metric_labels_stay_bounded_under_random_methods(server):
+    for i in range(50):
+        httpx.request(f"M{i}X", f"{server.url}/v1/predict", timeout=5)
+    text = httpx.get(f"{server.url}/metrics").text
+    methods = {line.split('method="')[1].split('"')[0] for line in text.splitlines()
+               if line.startswith("cola_http_requests_total{")}
+    assert methods <= {*METHODS, "OTHER"} and "OTHER" in methods
+
+
+def test_health_answers_head_docs_are_off_and_no_5xx_from_odd_requests(server):
+    assert httpx.head(f"{server.url}/healthz").status_code == 200
+    assert httpx.head(f"{server.url}/readyz").status_code == 200
+    assert httpx.get(f"{server.url}/docs").status_code == 404
+    odd = [httpx.get(f"{server.url}/v1/predict"), httpx.get(f"{server.url}/v1/predict?sentence=" + "a" * 2000),
+           httpx.get(f"{server.url}/v1/predict?sentence=%00"), post(server, {"sentences": [["nested"]]}),
+           post(server, "[" * 2000 + "]" * 2000), post(server, '{"sentences": ["' + "9" * 5000 + '"]}')]
+    assert [r.status_code // 100 for r in odd] == [4] * len(odd)
+    text = httpx.get(f"{server.url}/metrics").text
+    assert not [line for line in text.splitlines() if 'status="5' in line]
+
+
+def test_no_sentence_text_reaches_any_log(exported, tmp_path):
+    quiet = Server(exported / "models/onnx", tmp_path / "predictions.log")
+    secret = "My secret sentence is grammatical."
+    assert httpx.get(f"{quiet.url}/v1/predict", params={"sentence": secret}).status_code == 200
+    assert post(quiet, {"sentences": [secret]}).status_code == 200
+    quiet.process.terminate()
+    _, stderr = quiet.process.communicate(timeout=30)
+    assert "secret" not in stderr
+    assert "secret" not in (tmp_path / "predictions.log").read_text()
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)
+BODY = st.one_of(JSON.map(json.dumps), st.text(max_size=50), JSON, st.just("[" * 3000 + "]" * 3000),
+                 st.just('{"sentences": [' + "9" * 5000 + "]}"),
+                 st.sampled_from(['{"sentences": ["The cat sat."]}', '{"sentence": "\\u200b"}']))
+PROXY = st.fixed_dictionaries({}, optional={
+    "httpMethod": st.sampled_from(["GET", "POST", "PUT", "HEAD"]) | JSON,
+    "routeKey": st.just("POST /v1/predict"),
+    "headers": st.one_of(st.just({"content-type": "application/json"}), JSON),
+    "queryStringParameters": st.one_of(st.dictionaries(st.just("sentence"), st.text(max_size=30)), JSON),
+    "requestContext": st.one_of(st.just({"http": {"method": "POST"}}), JSON),
+    "body": BODY, "isBase64Encoded": st.booleans() | JSON})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(event=st.one_of(PROXY, JSON))
+def test_lambda_handler_answers_every_event_shape_without_raising(lambda_model, event):
+    response = lambda_model.handler(event)
+    assert isinstance(response, dict)
+    if lambda_model.is_proxy_event(event):
+        assert set(response) == {"statusCode", "headers", "body", "isBase64Encoded"}
+        body = json.loads(response["body"])
+        assert response["statusCode"] == 200 or 400 <= response["statusCode"] < 500, body
+    else:
+        assert ("predictions" in response) != ("error" in response)
+        assert response.get("error", {}).get("type") != "internal_error"
+
+
+@pytest.fixture(scope="module")
+def lambda_model(exported):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLA_SERVE_MODEL_DIR", str(exported / "models/onnx"))
+        patch.setattr(lambda_handler, "_loaded", {})
+        yield lambda_handler
+
+
+def test_the_server_outlived_every_attack(server):
+    assert server.process.poll() is None
+    assert healthz_ms(server) < 1000
+    assert rss_mb(server.process.pid) < server.rss_at_ready + 150
