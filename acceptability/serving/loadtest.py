@@ -172,7 +172,8 @@ def main() -> None:
     port = free_port()
     server_cores, client_cores = split_cores()
     threads = len(server_cores)  # ONNX Runtime would size its pool by the machine's cores, not the pinned ones
-    server, ready_s = start_server(args.model_dir, port, {"COLA_SERVE_PREDICTION_LOG": os.devnull,
+    # The prediction log goes to stdout, as the image ships it; start_server sends that to /dev/null.
+    server, ready_s = start_server(args.model_dir, port, {"COLA_SERVE_PREDICTION_LOG": "-",
                                                           "COLA_SERVE_THREADS": str(threads)},
                                    prefix=("taskset", "-c", ",".join(map(str, server_cores))))
     machine = describe_machine()  # before pinning this process
