@@ -85,6 +85,7 @@ class Guard:
             if scope["method"] == "POST":
                 rejection, receive, body = await self.check_body(scope, receive)
                 if rejection is None and scope["path"] == "/v1/predict" and self.fast_predict is not None:
+                    scope["app"] = self.app  # Starlette sets it further in, which the fast path skips
                     rejection = await self.fast_predict(Request(scope, receive), body)
                 if rejection is not None:
                     return await rejection(scope, receive, counting_send)
@@ -157,7 +158,7 @@ async def client_left(request: Request) -> None:
         pass
 
 
-def create_app(settings: ServeSettings | None = None) -> FastAPI:
+def create_app(settings: ServeSettings | None = None) -> "Guard":
     settings = settings or ServeSettings.from_env()
     metrics = Metrics()
     predict_request = request_model(settings.max_sentences, settings.max_chars)
@@ -197,8 +198,8 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             return error(400, "invalid_json", "the body is not valid JSON")
         return await serve(request, payload.sentences)
 
-    app.add_middleware(Guard, settings=settings, metrics=metrics, fast_predict=fast_predict)
-    return app
+    # Outermost, so the fast path skips FastAPI's own middleware too; everything else goes through all of it.
+    return Guard(app, settings=settings, metrics=metrics, fast_predict=fast_predict)
 
 
 def add_error_handlers(app: FastAPI) -> None:
