@@ -63,8 +63,7 @@ class Metrics:
 class Guard:
     """Pure ASGI middleware: request metrics for every response, and the body checks a JSON POST must pass before
     FastAPI parses it (content type, size cap, UTF-8). It answers POST /v1/predict itself (`fast_predict`, the same
-    model and checks as the FastAPI route, which stays for the schema): FastAPI's layers cost that route a third of
-    its throughput."""
+    model and checks as the FastAPI route, which stays for the schema): the hot route skips FastAPI's layers."""
 
     def __init__(self, app, settings: ServeSettings, metrics: Metrics, fast_predict=None):
         self.app, self.settings, self.metrics, self.fast_predict = app, settings, metrics, fast_predict
@@ -144,7 +143,8 @@ def engine_capacity(predictor, settings: ServeSettings) -> int:
     started = time.perf_counter()
     predictor.predict(probe)
     tokens_per_s = tokens / max(time.perf_counter() - started, 1e-6)
-    return max(int(tokens_per_s * settings.timeout_s * settings.workers), settings.max_sentences * 64)
+    largest_request = settings.max_sentences * int(predictor.card["max_seq_length"])  # sentences are truncated there
+    return max(int(tokens_per_s * settings.timeout_s * settings.workers), largest_request)
 
 
 def token_count(predictor, sentences: list[str]) -> int:
