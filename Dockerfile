@@ -4,17 +4,22 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements-serve.txt /tmp/requirements-serve.txt
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-compile -r /tmp/requirements-serve.txt
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r /tmp/requirements-serve.txt
 
 FROM python:3.11-slim
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 COLA_SERVE_MODEL_DIR=/app/models/onnx
-RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+# HOME is /tmp: ONNX Runtime writes a telemetry file there, and /app stays read-only (run with --tmpfs /tmp).
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 COLA_SERVE_MODEL_DIR=/app/models/onnx \
+    HOME=/tmp
+RUN groupadd --system --gid 10001 app && \
+    useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY acceptability/__init__.py acceptability/predictor.py acceptability/hashing.py acceptability/
 COPY acceptability/serving/ acceptability/serving/
 COPY models/onnx/ models/onnx/
-USER app
+# Compiled now: at run time the file system may be read-only (PYTHONDONTWRITEBYTECODE keeps it clean anyway).
+RUN python -m compileall -q acceptability
+USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=2)"]

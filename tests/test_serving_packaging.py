@@ -134,7 +134,8 @@ def test_the_image_contents_serve_from_a_venv_of_the_serving_requirements(export
 def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_no_secrets():
     text = (ROOT / "Dockerfile").read_text()
     assert text.count("FROM python:3.11-slim") == 2  # multi-stage
-    assert re.search(r"^USER app$", text, re.M) and "HEALTHCHECK" in text
+    assert re.search(r"^USER 10001:10001$", text, re.M) and "HEALTHCHECK" in text
+    assert "--uid 10001 --gid 10001" in text and "--gid 10001 app" in text  # the group is pinned too
     assert not re.search(r"(?i)(secret|password|api_key|token)\s*=", text)
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[1] == "*"  # everything is excluded unless listed
