@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock lock-serve exps plots train-benchmark report promote serve load-test monitor clean
+.PHONY: help install repro test test-fast lint format lock lock-serve exps plots train-benchmark report promote serve images load-test monitor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ promote: $(STAMP) ## The champion/challenger gate: prints PROMOTE or KEEP (exit 
 
 serve: $(STAMP) ## The HTTP API on 127.0.0.1:8080 over models/onnx/, with the image's limits (COLA_SERVE_* settings)
 	$(BIN)/python -m acceptability.serving.server --host 127.0.0.1 --port 8080
+
+images: ## Build the API and Lambda images with podman from models/onnx/ (installs podman when missing; bases made locally)
+	bash .ci/images
 
 load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics/serve_load.json
 	$(BIN)/python -m acceptability.serving.loadtest --duration 60 --concurrency 16
