@@ -4,7 +4,7 @@
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements-serve.txt /tmp/requirements-serve.txt
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r /tmp/requirements-serve.txt
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --require-hashes -r /tmp/requirements-serve.txt
 
 FROM python:3.11-slim
 # HOME is /tmp: ONNX Runtime writes a telemetry file there, and /app stays read-only (run with --tmpfs /tmp).

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock lock-serve exps plots train-benchmark report promote serve images load-test monitor clean
+.PHONY: help install repro test test-fast lint format lock lock-serve lock-deploy exps plots train-benchmark report promote serve images load-test monitor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -69,10 +69,15 @@ lock: $(STAMP) ## Re-pin requirements.txt from requirements.in
 	$(BIN)/python -m pip install --quiet -r requirements.in
 	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.txt
 
-lock-serve: ## Re-pin requirements-serve.txt (the images' packages) from requirements-serve.in in a clean venv
+lock-serve: ## Re-pin requirements-serve.txt (the images' packages, with hashes) from requirements-serve.in
 	rm -rf .venv-serve && $(PYTHON) -m venv .venv-serve && .venv-serve/bin/pip install --quiet -r requirements-serve.in
 	(head -1 requirements-serve.txt; .venv-serve/bin/pip freeze) > requirements-serve.tmp && mv requirements-serve.tmp requirements-serve.txt
-	rm -rf .venv-serve
+	rm -rf .venv-serve && python3 .ci/hash-lock requirements-serve.txt
+
+lock-deploy: ## Re-pin requirements-deploy.txt (the deploy job's DVC, with hashes) from requirements-deploy.in
+	$(PYTHON) -m pip install --dry-run --ignore-installed --quiet --report deploy-report.json -r requirements-deploy.in
+	(head -2 requirements-deploy.txt; python3 -c "import json; print('\n'.join(sorted((i['metadata']['name'] + '==' + i['metadata']['version'] for i in json.load(open('deploy-report.json'))['install']), key=str.lower)))") > requirements-deploy.tmp
+	mv requirements-deploy.tmp requirements-deploy.txt && rm deploy-report.json && python3 .ci/hash-lock requirements-deploy.txt
 
 clean: ## Remove the virtual environment and caches (not DVC's cache)
 	rm -rf $(VENV) .pytest_cache .ruff_cache dvc_plots

@@ -18,8 +18,15 @@ def test_workflows_match_the_github_schema():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_dependabot_config_matches_its_schema():
+    result = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.dependabot",
+                             ROOT / ".github" / "dependabot.yml"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_zizmor_finds_nothing_of_medium_severity_or_above():
-    result = subprocess.run([BIN / "zizmor", "--offline", "--min-severity", "medium", "--no-progress",
+    result = subprocess.run([BIN / "zizmor", "--offline", "--persona", "auditor", "--min-severity", "medium",
+                             "--no-progress",
                              str(ROOT / ".github" / "workflows")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
