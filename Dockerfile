@@ -1,12 +1,16 @@
 # The inference API: ONNX Runtime behind FastAPI/uvicorn, no torch. Build after `dvc pull export` (or `dvc repro`)
 # has filled models/onnx/:   docker build -t cola-api . && docker run -p 8080:8080 cola-api
 # Settings are COLA_SERVE_* environment variables (README, Serving); the image holds no secrets.
-FROM python:3.11-slim AS build
+# The base by digest (docker-library's record of python:3.11-slim, Aug 2026): bump it with
+# `docker buildx imagetools inspect python:3.11-slim`.
+# CI builds with --build-arg BASE=<a local base of the same name>, since no registry is reachable there (.ci/images).
+ARG BASE=python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
+FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements-serve.txt /tmp/requirements-serve.txt
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --require-hashes -r /tmp/requirements-serve.txt
 
-FROM python:3.11-slim
+FROM ${BASE}
 # HOME is /tmp: ONNX Runtime writes a telemetry file there, and /app stays read-only (run with --tmpfs /tmp).
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 COLA_SERVE_MODEL_DIR=/app/models/onnx \
     HOME=/tmp

@@ -14,9 +14,9 @@ LAMBDA_BASES = {"public.ecr.aws/lambda/python:3.11": ("3.11", 26), "public.ecr.a
 
 
 def lambda_base() -> str:
-    """The FROM image of Dockerfile.lambda, digest and tag as written, the digest dropped."""
-    line = next(line for line in (ROOT / "Dockerfile.lambda").read_text().splitlines() if line.startswith("FROM "))
-    return line.split()[1].split("@")[0]
+    """The base of Dockerfile.lambda (its ARG BASE default), the digest dropped."""
+    line = next(line for line in (ROOT / "Dockerfile.lambda").read_text().splitlines() if line.startswith("ARG BASE="))
+    return line.split("=", 1)[1].split("@")[0].strip()
 
 
 def resolve_as_wheels(python: str, glibc_minor: int) -> subprocess.CompletedProcess:
@@ -50,3 +50,9 @@ def test_images_compile_their_bytecode_at_build_time(dockerfile):
     """Lambda's /var/task is read-only and the API image runs read-only too: bytecode compiled at start is lost."""
     text = (ROOT / dockerfile).read_text()
     assert "--no-compile" not in text and "compileall" in text
+
+
+def test_the_api_base_is_pinned_by_digest_and_both_images_build_from_it():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE=python:3\.11-slim@sha256:[0-9a-f]{64}$", text, re.M)
+    assert text.count("FROM ${BASE}") == 2  # multi-stage, both from the pinned base

@@ -133,7 +133,7 @@ def test_the_image_contents_serve_from_a_venv_of_the_serving_requirements(export
 
 def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_no_secrets():
     text = (ROOT / "Dockerfile").read_text()
-    assert text.count("FROM python:3.11-slim") == 2  # multi-stage
+    assert text.count("FROM ${BASE}") == 2 and "ARG BASE=python:3.11-slim@sha256:" in text  # multi-stage, pinned
     assert re.search(r"^USER 10001:10001$", text, re.M) and "HEALTHCHECK" in text
     assert "--uid 10001 --gid 10001" in text and "--gid 10001 app" in text  # the group is pinned too
     assert not re.search(r"(?i)(secret|password|api_key|token)\s*=", text)
