@@ -28,7 +28,7 @@ repro: $(STAMP) ## Run the pipeline with params.yaml (offline: COLA_DIR=../share
 test: $(STAMP) ## Run every test, the end-to-end `dvc repro` on a tiny model included (about 5 min)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) ## Run the tests except the end-to-end pipeline ones
+test-fast: $(STAMP) ## Run the tests except the slow ones (end-to-end pipeline, the images)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP) ## Lint with ruff
