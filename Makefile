@@ -12,11 +12,11 @@ export PATH := $(BIN):$(PATH)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-# pip prints a line per package (and a bar on a terminal): the install takes minutes and shows it.
+# pip prints a line per package (and a bar on a terminal): the install takes minutes and shows it. Every file is
+# checked against requirements.txt's hashes (pip itself included, which upgrades itself there).
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --progress-bar on --upgrade pip
-	$(BIN)/python -m pip install --progress-bar on -r requirements.txt
+	$(BIN)/python -m pip install --progress-bar on --require-hashes -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -65,9 +65,11 @@ exps: $(STAMP) ## The experiments of HEAD, best val MCC first, in 120 columns (A
 plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show
 
-lock: $(STAMP) ## Re-pin requirements.txt from requirements.in
+lock: $(STAMP) ## Re-pin requirements.txt, with hashes, from requirements.in (torch's CPU hash: .ci/extra-hashes.txt)
 	$(BIN)/python -m pip install --quiet -r requirements.in
-	$(BIN)/python -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.txt
+	(head -2 requirements.txt; $(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^wheel==' \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/') > requirements.tmp && mv requirements.tmp requirements.txt
+	python3 .ci/hash-lock requirements.txt
 
 lock-serve: ## Re-pin requirements-serve.txt (the images' packages, with hashes) from requirements-serve.in
 	rm -rf .venv-serve && $(PYTHON) -m venv .venv-serve && .venv-serve/bin/pip install --quiet -r requirements-serve.in

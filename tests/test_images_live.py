@@ -129,7 +129,10 @@ def test_api_image_finishes_requests_in_flight_on_sigterm(images):
         thread = threading.Thread(target=lambda: answers.append(
             httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"sentences": SENTENCES}, timeout=30)))
         thread.start()
-        time.sleep(0.5)  # the request waits in the batcher for 1.5 s
+        deadline = time.monotonic() + 30
+        while "cola_batcher_waiting_sentences 3.0" not in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
+            assert time.monotonic() < deadline  # the request is in the batcher, waiting its 1.5 s
+            time.sleep(0.02)
         podman("kill", "--signal", "TERM", name)
         thread.join(30)
         exit_code = podman("wait", name, timeout=60).stdout.strip()
