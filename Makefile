@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock lock-serve lock-deploy exps plots train-benchmark report promote serve images load-test monitor clean
+.PHONY: help install repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images load-test monitor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ monitor: $(STAMP) ## Drift report of LOG (a prediction log) against validation -
 
 exps: $(STAMP) ## The experiments of HEAD, best val MCC first, in 120 columns (ARGS=-A for every commit)
 	$(BIN)/python -m acceptability.experiments -- $(ARGS)
+
+docs: $(STAMP) ## Regenerate docs/results.md from metrics/ (a test fails when it is stale)
+	$(BIN)/python -m acceptability.results_doc
 
 plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show
