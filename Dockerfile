@@ -1,6 +1,6 @@
 # The inference API: ONNX Runtime behind FastAPI/uvicorn, no torch. Build after `dvc pull export` (or `dvc repro`)
 # has filled models/onnx/:   docker build -t cola-api . && docker run -p 8080:8080 cola-api
-# Settings are COLA_SERVE_* environment variables (README, Serving); the image holds no secrets.
+# Settings are COLA_SERVE_* environment variables (docs/serving.md); the image holds no secrets.
 # The base by digest (docker-library's record of python:3.11-slim, Aug 2026): bump it with
 # `docker buildx imagetools inspect python:3.11-slim`.
 # CI builds with --build-arg BASE=<a local base of the same name>, since no registry is reachable there (.ci/images).

@@ -143,7 +143,7 @@ def with_idx(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_cola(cfg: dict) -> LoadedCola:
-    """Load CoLA as the `data` section of params.yaml says; see README "Running offline"."""
+    """Load CoLA as the `data` section of params.yaml says; see docs/pipeline.md, "Running offline"."""
     source, folder = resolve_source(cfg["source"], cfg.get("dir"))
     if source == "dir":
         return load_dir(folder, cfg["expected_rows"], cfg.get("sha256"))

@@ -52,7 +52,8 @@ def quantize_int8(source: Path, out: Path, per_channel: bool, reduce_range: bool
     """Dynamic int8 quantization of the weights (activations quantized on the fly).
 
     reduce_range stores 7-bit weights. ONNX Runtime documents it as more accurate on x86 CPUs without VNNI, whose
-    u8*s8 AVX2 kernel can saturate; here it lost less MCC on both defaults measured, at the same speed (README).
+    u8*s8 AVX2 kernel can saturate; here it lost less MCC on both defaults measured, at the same speed
+    (docs/decisions.md).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 

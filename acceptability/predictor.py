@@ -82,7 +82,7 @@ class Predictor:
         # int8 computes its activation scales per call, over every sentence in it. One sentence a call keeps
         # each prediction the one the export gate measured, whatever else is batched with it (at batch 32,
         # 1% of the default model's labels flip and MCC drops 0.022). It costs a quarter to a third of int8's
-        # throughput at batch 32 in the benchmark (README).
+        # throughput at batch 32 in the benchmark (docs/decisions.md).
         self.one_sentence_per_call = variant == "int8"
 
     @classmethod

@@ -78,7 +78,7 @@ def test_deploy_script_refuses_to_start_without_its_settings(tmp_path):
     result = subprocess.run(["bash", str(ROOT / ".ci/deploy-image")], cwd=tmp_path, env=env, capture_output=True,
                             text=True)
     assert result.returncode == 2
-    assert result.stderr == "error: AWS_REGION is not set (a repository variable; see README, CI/CD)\n"
+    assert result.stderr == "error: AWS_REGION is not set (a repository variable; see docs/cicd.md)\n"
     result = subprocess.run(["bash", str(ROOT / ".ci/deploy-image")], cwd=tmp_path,
                             env={**env, "AWS_REGION": "eu-west-1", "ECR_REPOSITORY": "cola"}, capture_output=True,
                             text=True)
