@@ -59,7 +59,7 @@ def length_buckets(runner, sentences: list[str], batch_size: int) -> list[list[i
 def measure(variant: str, config: dict) -> dict:
     import numpy as np
 
-    from acceptability.scores import mcc
+    from acceptability.scores import decide, mcc
 
     runner = load_runner(variant, config)
     cold_start = time.perf_counter() - START
@@ -88,8 +88,8 @@ def measure(variant: str, config: dict) -> dict:
         "throughput_sps_b32": len(sentences) * config["repetitions"] / elapsed,
         "cold_start_s": cold_start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # int8's activation scales are per call, so its predictions depend on the batch: report both.
-        "mcc": mcc(labels, (p_single >= 0.5).astype(int)),
-        "mcc_b32": mcc(labels, (p_batched >= 0.5).astype(int)),
+        "mcc": mcc(labels, decide(p_single)),
+        "mcc_b32": mcc(labels, decide(p_batched)),
     }
 
 

@@ -9,13 +9,13 @@ import pandas as pd
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
 from acceptability.errors import UserError
-from acceptability.scores import scores
+from acceptability.scores import decide, scores
 from acceptability.tracking import misclassified
 
 
 def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
     """metrics/eval.json's content: `val` in full, and MCC per domain."""
-    predictions = (p_acceptable >= 0.5).astype(int)
+    predictions = decide(p_acceptable)
     result = {"val": scores(frame["label"], predictions)}
     for domain, key in (("in", "val_in_domain"), ("out", "val_out_of_domain")):
         mask = (frame["domain"] == domain).to_numpy()
@@ -28,7 +28,7 @@ def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Pa
     result = score_predictions(frame, p_acceptable)
     write_json(metrics_dir / "eval.json", result)
     predictions = pd.DataFrame({"idx": frame["idx"], "label": frame["label"],
-                                "prediction": (p_acceptable >= 0.5).astype(int),
+                                "prediction": decide(p_acceptable),
                                 "p_acceptable": p_acceptable.round(6)})
     with atomic_path(metrics_dir / "predictions.csv") as tmp:
         predictions.to_csv(tmp, index=False)

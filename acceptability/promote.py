@@ -22,6 +22,7 @@ from acceptability.atomic import atomic_path, write_json
 from acceptability.errors import UserError, run_cli
 from acceptability.params import load_params, section
 from acceptability.registry import assign, champion, read_verified
+from acceptability.scores import mcc
 
 PROMOTE, KEEP = "PROMOTE", "KEEP"
 EXIT_CODES = {PROMOTE: 0, KEEP: 3}
@@ -62,16 +63,6 @@ def read_predictions(repo: Path, rev: str | None) -> pd.DataFrame:
     if frame.empty or not frame["prediction"].isin([0, 1]).all() or not frame["label"].isin([0, 1]).all():
         raise UserError(f"{PREDICTIONS} at {where}: label and prediction must be 0 or 1 on every row")
     return frame
-
-
-def mcc(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """Matthews correlation along the last axis (0 where it is undefined, as scikit-learn does)."""
-    tp = ((labels == 1) & (predictions == 1)).sum(-1).astype(float)
-    tn = ((labels == 0) & (predictions == 0)).sum(-1).astype(float)
-    fp = ((labels == 0) & (predictions == 1)).sum(-1).astype(float)
-    fn = ((labels == 1) & (predictions == 0)).sum(-1).astype(float)
-    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(denominator), where=denominator > 0)
 
 
 def paired_bootstrap(labels, champion_pred, challenger_pred, resamples: int, seed: int) -> dict:

@@ -10,11 +10,23 @@ def confusion(labels, predictions) -> np.ndarray:
     return matrix
 
 
-def mcc(labels, predictions) -> float:
-    """Matthews correlation; 0.0 when a row or column of the confusion matrix is empty (as torchmetrics)."""
-    (tn, fp), (fn, tp) = confusion(labels, predictions).astype(float)
+def decide(p_acceptable) -> np.ndarray:
+    """Label ids from P(acceptable): 1 where acceptable is strictly the more probable. This is the argmax that the
+    Predictor and the export gates take over the logits (a tie goes to class 0, unacceptable): one rule everywhere."""
+    return (np.asarray(p_acceptable) > 0.5).astype(int)
+
+
+def mcc(labels, predictions):
+    """Matthews correlation along the last axis: a float for one set of predictions, an array for a stack of them
+    (the promotion gate's bootstrap). 0.0 where a row or column of the confusion matrix is empty (as torchmetrics)."""
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    tp = ((labels == 1) & (predictions == 1)).sum(-1).astype(float)
+    tn = ((labels == 0) & (predictions == 0)).sum(-1).astype(float)
+    fp = ((labels == 0) & (predictions == 1)).sum(-1).astype(float)
+    fn = ((labels == 1) & (predictions == 0)).sum(-1).astype(float)
     denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return float((tp * tn - fp * fn) / denominator) if denominator else 0.0
+    value = np.divide(tp * tn - fp * fn, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+    return float(value) if value.ndim == 0 else value
 
 
 def scores(labels, predictions) -> dict:

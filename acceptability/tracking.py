@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from acceptability import LABELS
+from acceptability.scores import decide
 
 WANDB_PROJECT = "cola-acceptability"
 
@@ -38,7 +39,7 @@ def make_loggers(dvclive_dir: Path, run_config: dict, resume: bool = False, wand
 
 def misclassified(frame: pd.DataFrame, p_acceptable: np.ndarray) -> pd.DataFrame:
     """The validation rows the model gets wrong, most confident mistakes first."""
-    predictions = (p_acceptable >= 0.5).astype(int)
+    predictions = decide(p_acceptable)
     confidence = np.where(predictions == 1, p_acceptable, 1 - p_acceptable)
     wrong = frame.assign(prediction=predictions, confidence=confidence.round(4))
     wrong = wrong[wrong["prediction"] != wrong["label"]]
@@ -57,7 +58,7 @@ def log_wandb_results(logger, frame: pd.DataFrame, p_acceptable: np.ndarray) -> 
     """Confusion matrix and the table of misclassified validation sentences, for the W&B run."""
     import wandb
 
-    predictions = (p_acceptable >= 0.5).astype(int)
+    predictions = decide(p_acceptable)
     wrong = misclassified(frame, p_acceptable)
     names = dict(enumerate(LABELS))
     logger.experiment.log({

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import ROOT, run_tool
 
-from acceptability.promote import mcc, paired_bootstrap
+from acceptability.promote import paired_bootstrap
+from acceptability.scores import mcc
 
 ARTIFACT = "cola-classifier"
 N = 1000

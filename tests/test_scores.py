@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_matthews_corrcoef
 
-from acceptability.scores import confusion, mcc, scores
+from acceptability.scores import confusion, decide, mcc, scores
 
 
 def test_known_values():
@@ -34,3 +34,21 @@ def test_matches_torchmetrics():
     predictions = np.where(rng.random(500) < 0.7, labels, 1 - labels)
     expected = binary_matthews_corrcoef(torch.tensor(predictions), torch.tensor(labels)).item()
     assert mcc(labels, predictions) == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_stack_of_predictions_gets_the_mcc_of_each_row():
+    """The promotion gate's bootstrap scores thousands of resamples at once with the same function."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, (50, 40))
+    predictions = np.where(rng.random((50, 40)) < 0.8, labels, 1 - labels)
+    predictions[0] = 1  # a constant row: 0.0, as for one set
+    stacked = mcc(labels, predictions)
+    assert stacked.shape == (50,)
+    assert stacked.tolist() == [mcc(row_labels, row) for row_labels, row in zip(labels, predictions, strict=True)]
+    assert stacked[0] == 0.0
+
+
+def test_decide_is_the_argmax_of_the_two_probabilities():
+    p_acceptable = np.array([0.0, 0.2, 0.5, 0.5000001, 0.9, 1.0])
+    expected = np.argmax(np.stack([1 - p_acceptable, p_acceptable], axis=1), axis=1)
+    assert decide(p_acceptable).tolist() == expected.tolist() == [0, 0, 0, 1, 1, 1]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.errors import UserError, run_cli
+from acceptability.scores import decide
 
 MODERATE, DRIFT = 0.1, 0.25
 CONFIDENCE_BINS = np.linspace(0.5, 1.0, 11)
@@ -62,7 +63,7 @@ def reference(predictions: Path, validation: Path) -> pd.DataFrame:
     if frame.empty:
         raise UserError(f"{predictions} and {validation} share no idx")
     p = frame["p_acceptable"].to_numpy()
-    return pd.DataFrame({"label": np.where(p >= 0.5, "acceptable", "unacceptable"),
+    return pd.DataFrame({"label": np.where(decide(p) == 1, "acceptable", "unacceptable"),
                          "confidence": np.maximum(p, 1 - p), "length": frame["sentence"].str.len()})
 
 
