@@ -31,8 +31,9 @@ test: $(STAMP) ## Run every test, the end-to-end `dvc repro` on a tiny model inc
 test-fast: $(STAMP) ## Run the tests except the slow ones (end-to-end pipeline, the images)
 	$(BIN)/python -m pytest -m "not slow"
 
-lint: $(STAMP) ## Lint with ruff
+lint: $(STAMP) ## Lint with ruff, and check the format (make format fixes it)
 	$(BIN)/ruff check acceptability stages tests
+	$(BIN)/ruff format --check acceptability stages tests
 
 format: $(STAMP) ## Format with ruff
 	$(BIN)/ruff format acceptability stages tests

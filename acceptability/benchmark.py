@@ -53,7 +53,7 @@ def length_buckets(runner, sentences: list[str], batch_size: int) -> list[list[i
     """Batches of indices of similar token length, so padding costs little."""
     lengths = [len(e.ids) for e in runner.tokenizer.encode_batch(sentences)]
     order = sorted(range(len(sentences)), key=lengths.__getitem__)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def measure(variant: str, config: dict) -> dict:
@@ -65,7 +65,7 @@ def measure(variant: str, config: dict) -> dict:
     cold_start = time.perf_counter() - START
     sentences, labels = config["sentences"], np.asarray(config["labels"])
 
-    for sentence in sentences[:config["warmup"]]:
+    for sentence in sentences[: config["warmup"]]:
         runner.probabilities([sentence])
     timings, p_single = [], np.zeros(len(sentences))
     for _ in range(config["repetitions"]):
@@ -83,10 +83,12 @@ def measure(variant: str, config: dict) -> dict:
             p_batched[batch] = runner.probabilities([sentences[i] for i in batch])[:, 1]
     elapsed = time.perf_counter() - begin
     return {
-        "latency_ms_p50": float(np.percentile(latency, 50)), "latency_ms_p95": float(np.percentile(latency, 95)),
+        "latency_ms_p50": float(np.percentile(latency, 50)),
+        "latency_ms_p95": float(np.percentile(latency, 95)),
         "latency_ms_p99": float(np.percentile(latency, 99)),
         "throughput_sps_b32": len(sentences) * config["repetitions"] / elapsed,
-        "cold_start_s": cold_start, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cold_start_s": cold_start,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # int8's activation scales are per call, so its predictions depend on the batch: report both.
         "mcc": mcc(labels, decide(p_single)),
         "mcc_b32": mcc(labels, decide(p_batched)),

@@ -18,8 +18,11 @@ SPLIT_FILES = {
     "train": [("in_domain_train.tsv", "in")],
     "validation": [("in_domain_dev.tsv", "in"), ("out_of_domain_dev.tsv", "out")],
 }
-EXPECTED_KEYS = {"in_domain_train.tsv": "train", "in_domain_dev.tsv": "in_domain_dev",
-                 "out_of_domain_dev.tsv": "out_of_domain_dev"}
+EXPECTED_KEYS = {
+    "in_domain_train.tsv": "train",
+    "in_domain_dev.tsv": "in_domain_dev",
+    "out_of_domain_dev.tsv": "out_of_domain_dev",
+}
 MISSING = "unknown"  # value of a field the source does not provide
 DEFAULT_EXTERNAL_DIR = Path("data/external/cola_public")
 
@@ -46,8 +49,10 @@ def resolve_source(source: str, data_dir: str | None) -> tuple[str, Path | None]
     if source == "hub":
         return "hub", None
     if not folder:
-        raise UserError("data.source=dir needs a folder: set the param data.dir or the environment variable "
-                        "COLA_DIR to the folder holding in_domain_train.tsv, in_domain_dev.tsv, out_of_domain_dev.tsv")
+        raise UserError(
+            "data.source=dir needs a folder: set the param data.dir or the environment variable "
+            "COLA_DIR to the folder holding in_domain_train.tsv, in_domain_dev.tsv, out_of_domain_dev.tsv"
+        )
     return "dir", Path(folder)
 
 
@@ -61,8 +66,10 @@ def read_tsv(path: Path, domain: str) -> pd.DataFrame:
                 continue
             fields = line.split("\t")
             if len(fields) != 4:
-                raise UserError(f"{path}, line {lineno}: expected 4 tab-separated fields "
-                                f"(source, label, original mark, sentence), found {len(fields)}")
+                raise UserError(
+                    f"{path}, line {lineno}: expected 4 tab-separated fields "
+                    f"(source, label, original mark, sentence), found {len(fields)}"
+                )
             source, label, _mark, sentence = fields
             if label not in ("0", "1"):
                 raise UserError(f"{path}, line {lineno}: field 'label' must be 0 or 1, found {label!r}")
@@ -79,13 +86,17 @@ def load_dir(folder: Path, expected_rows: dict, sha256: dict | None) -> LoadedCo
     files = [name for parts in SPLIT_FILES.values() for name, _ in parts]
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
-        raise UserError(f"CoLA folder {folder} lacks {', '.join(missing)}: it must hold the public release's "
-                        f"raw/ TSVs ({', '.join(files)})")
+        raise UserError(
+            f"CoLA folder {folder} lacks {', '.join(missing)}: it must hold the public release's "
+            f"raw/ TSVs ({', '.join(files)})"
+        )
     hashes = {name: sha256_file(folder / name) for name in files}
     for name, expected in (sha256 or {}).items():
         if expected and hashes.get(name) != expected:
-            raise UserError(f"{folder / name}: sha256 {hashes.get(name)} does not match data.sha256.{name} "
-                            f"= {expected}; the file is not the pinned CoLA release")
+            raise UserError(
+                f"{folder / name}: sha256 {hashes.get(name)} does not match data.sha256.{name} "
+                f"= {expected}; the file is not the pinned CoLA release"
+            )
     splits = {}
     for split, parts in SPLIT_FILES.items():
         frames = []
@@ -125,8 +136,7 @@ def load_hub(hub_id: str, config: str, revision: str, expected_rows: dict) -> Lo
     train = train.assign(source=MISSING, domain="in")
     validation = validation.assign(source=MISSING, domain=["in"] * n_in + ["out"] * n_out)
     splits = {"train": with_idx(train), "validation": with_idx(validation)}
-    record = {"source": "hub", "location": hub_id, "config": config, "revision": revision,
-              "missing_fields": ["source"]}
+    record = {"source": "hub", "location": hub_id, "config": config, "revision": revision, "missing_fields": ["source"]}
     return LoadedCola(splits, record)
 
 

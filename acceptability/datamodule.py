@@ -30,8 +30,15 @@ class LengthGroupedBatches:
     Under DDP every rank builds the same list and takes every `world_size`-th batch, the same count on each.
     """
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, pool_batches: int = 50, rank: int = 0,
-                 world_size: int = 1):
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        seed: int,
+        pool_batches: int = 50,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.lengths, self.batch_size, self.seed, self.pool = lengths, batch_size, seed, pool_batches
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -48,11 +55,11 @@ class LengthGroupedBatches:
         pool_size = self.batch_size * self.pool
         batches = []
         for start in range(0, len(order), pool_size):
-            pool = order[start:start + pool_size]
+            pool = order[start : start + pool_size]
             pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            batches += [pool[i:i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
-        shuffled = rng.permutation(len(batches))[:len(self) * self.world_size]
-        for i in shuffled[self.rank::self.world_size]:
+            batches += [pool[i : i + self.batch_size].tolist() for i in range(0, len(pool), self.batch_size)]
+        shuffled = rng.permutation(len(batches))[: len(self) * self.world_size]
+        for i in shuffled[self.rank :: self.world_size]:
             yield batches[i]
 
 
@@ -67,15 +74,22 @@ class PadCollator:
         input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, _) in enumerate(batch):
-            input_ids[row, :len(ids)] = torch.from_numpy(ids.astype(np.int64))
-            attention_mask[row, :len(ids)] = 1
+            input_ids[row, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
+            attention_mask[row, : len(ids)] = 1
         labels = torch.tensor([label for _, label in batch], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
 class ColaDataModule(L.LightningDataModule):
-    def __init__(self, tokenized_dir: str | Path, batch_size: int, eval_batch_size: int, pad_token_id: int,
-                 num_workers: int = 0, seed: int = 0):
+    def __init__(
+        self,
+        tokenized_dir: str | Path,
+        batch_size: int,
+        eval_batch_size: int,
+        pad_token_id: int,
+        num_workers: int = 0,
+        seed: int = 0,
+    ):
         super().__init__()
         self.seed = seed
         self.tokenized_dir = Path(tokenized_dir)
@@ -90,8 +104,13 @@ class ColaDataModule(L.LightningDataModule):
                 self.splits[split] = EncodedSplit(load_encoded(self.tokenized_dir / f"{split}.npz"))
 
     def loader(self, split: str, **sampling) -> DataLoader:
-        return DataLoader(self.splits[split], collate_fn=self.collate, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, **sampling)
+        return DataLoader(
+            self.splits[split],
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            **sampling,
+        )
 
     def train_dataloader(self) -> DataLoader:
         offsets = self.splits["train"].arrays["offsets"]

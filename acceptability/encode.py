@@ -25,7 +25,7 @@ def encode(tokenizer: Tokenizer, sentences: list[str], batch: int = 1024) -> tup
 
     ids: list[list[int]] = []
     for start in progress(range(0, len(sentences), batch), desc="tokenize", unit="batches"):
-        ids.extend(encoding.ids for encoding in tokenizer.encode_batch(sentences[start:start + batch]))
+        ids.extend(encoding.ids for encoding in tokenizer.encode_batch(sentences[start : start + batch]))
     lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     flat = np.fromiter((token for row in ids for token in row), dtype=np.int32, count=int(offsets[-1]))
@@ -34,8 +34,9 @@ def encode(tokenizer: Tokenizer, sentences: list[str], batch: int = 1024) -> tup
 
 def save_encoded(path: Path, idx, labels, ids: np.ndarray, offsets: np.ndarray) -> None:
     with open(path, "wb") as stream:  # a file object stops numpy from appending .npz to the temp name
-        np.savez(stream, idx=np.asarray(idx, np.int64), labels=np.asarray(labels, np.int64),
-                 input_ids=ids, offsets=offsets)
+        np.savez(
+            stream, idx=np.asarray(idx, np.int64), labels=np.asarray(labels, np.int64), input_ids=ids, offsets=offsets
+        )
 
 
 def load_encoded(path: str | Path) -> dict[str, np.ndarray]:

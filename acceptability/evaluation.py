@@ -27,9 +27,14 @@ def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
 def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Path) -> dict:
     result = score_predictions(frame, p_acceptable)
     write_json(metrics_dir / "eval.json", result)
-    predictions = pd.DataFrame({"idx": frame["idx"], "label": frame["label"],
-                                "prediction": decide(p_acceptable),
-                                "p_acceptable": p_acceptable.round(6)})
+    predictions = pd.DataFrame(
+        {
+            "idx": frame["idx"],
+            "label": frame["label"],
+            "prediction": decide(p_acceptable),
+            "p_acceptable": p_acceptable.round(6),
+        }
+    )
     with atomic_path(metrics_dir / "predictions.csv") as tmp:
         predictions.to_csv(tmp, index=False)
     with atomic_path(metrics_dir / "misclassified.csv") as tmp:

@@ -55,22 +55,24 @@ def rows_of(shown: list[dict]) -> list[dict]:
         for experiment in baseline.get("experiments") or []:
             for rev in experiment.get("revs") or []:
                 row = summarise(rev, rev.get("name") or rev["rev"][:7])
-                row["changed"] = [f"{key}={value}" for key, value in row["params"].items()
-                                  if base["params"].get(key) != value]
+                row["changed"] = [
+                    f"{key}={value}" for key, value in row["params"].items() if base["params"].get(key) != value
+                ]
                 rows.append(row)
     return sorted(rows, key=lambda row: (row["metrics"]["val MCC"] is None, -(row["metrics"]["val MCC"] or 0.0)))
 
 
 def clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def table(rows: list[dict], width: int) -> str:
     metric_width = sum(max(len(column), 7) + 2 for column in METRICS)
     params_width = width - NAME_WIDTH - 2 - metric_width
     if params_width < 10:
-        raise UserError(f"--width {width} leaves no room for the params column; the least is "
-                        f"{width - params_width + 10}")
+        raise UserError(
+            f"--width {width} leaves no room for the params column; the least is {width - params_width + 10}"
+        )
     header = f"{'experiment':<{NAME_WIDTH}}  " + "".join(f"{c:>{max(len(c), 7)}}  " for c in METRICS) + "params changed"
     lines = [header.rstrip(), "-" * min(width, len(header))]
     for row in rows:
@@ -85,8 +87,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=120)
     parser.add_argument("dvc_args", nargs="*", help="passed to `dvc exp show`")
     args = parser.parse_args()
-    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", *args.dvc_args],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", *args.dvc_args], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise UserError(f"dvc exp show failed: {result.stderr.strip() or result.stdout.strip()}")
     print(table(rows_of(json.loads(result.stdout or "[]")), args.width))

@@ -27,8 +27,17 @@ def export_fp32(model_dir: Path, out: Path, opset: int) -> torch.nn.Module:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
-        torch.onnx.export(model, example, str(out), input_names=INPUTS, output_names=[OUTPUT], dynamic_axes=axes,
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            model,
+            example,
+            str(out),
+            input_names=INPUTS,
+            output_names=[OUTPUT],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     return model
 
 
@@ -43,8 +52,7 @@ def fuse(fp32: Path, out: Path, num_heads: int, hidden_size: int) -> None:
     """ONNX Runtime's transformer optimiser: attention, layer-norm and GELU fusions (still fp32)."""
     from onnxruntime.transformers.optimizer import optimize_model
 
-    optimized = optimize_model(str(fp32), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                               opt_level=1)
+    optimized = optimize_model(str(fp32), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1)
     optimized.save_model_to_file(str(out))
 
 
@@ -64,7 +72,13 @@ def quantize_int8(source: Path, out: Path, per_channel: bool, reduce_range: bool
         hint = NoPreprocessingHint()
         logging.getLogger().addFilter(hint)
         try:
-            quantize_dynamic(str(staged), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
-                             reduce_range=reduce_range, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            quantize_dynamic(
+                str(staged),
+                str(out),
+                weight_type=QuantType.QInt8,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
         finally:
             logging.getLogger().removeFilter(hint)

@@ -36,8 +36,10 @@ class SentenceClassifier(torch.nn.Module):
         if pooling != "cls":
             classifier = getattr(model, "classifier", None)
             if not isinstance(classifier, torch.nn.Linear) or not hasattr(model, "dropout"):
-                raise UserError(f"model.pooling={pooling} needs a linear classifier on the hidden states; "
-                                f"{type(model).__name__} has {type(classifier).__name__}: use model.pooling=cls")
+                raise UserError(
+                    f"model.pooling={pooling} needs a linear classifier on the hidden states; "
+                    f"{type(model).__name__} has {type(classifier).__name__}: use model.pooling=cls"
+                )
             if getattr(model.base_model, "pooler", None) is not None:
                 model.base_model.pooler = None  # unused outside cls; DDP rejects parameters without gradients
         model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier
@@ -58,8 +60,9 @@ class SentenceClassifier(torch.nn.Module):
         self.model.save_pretrained(folder, safe_serialization=True)
 
 
-def load_classifier(model_dir: str | Path, pooling: str | None = None, num_layers: int | None = None,
-                    **options) -> SentenceClassifier:
+def load_classifier(
+    model_dir: str | Path, pooling: str | None = None, num_layers: int | None = None, **options
+) -> SentenceClassifier:
     """A 2-label classifier from a save_pretrained folder (safetensors only); options go to from_pretrained.
 
     `pooling` None means the one recorded in the folder's config.json (`cls` when there is none).
@@ -71,8 +74,10 @@ def load_classifier(model_dir: str | Path, pooling: str | None = None, num_layer
         positive({"num_layers": num_layers}, "num_layers", int, "model")
         available = AutoConfig.from_pretrained(str(model_dir)).num_hidden_layers
         if num_layers > available:
-            raise UserError(f"params.yaml: model.num_layers must be null or 1..{available} "
-                            f"({model_dir} has {available} layers), found {num_layers!r}")
+            raise UserError(
+                f"params.yaml: model.num_layers must be null or 1..{available} "
+                f"({model_dir} has {available} layers), found {num_layers!r}"
+            )
         options["num_hidden_layers"] = int(num_layers)
     verbosity = transformers_logging.get_verbosity()
     # Its LOAD REPORT lists gaps that are expected here (a new head, a dropped pooler) as MISSING, which reads as
@@ -80,9 +85,14 @@ def load_classifier(model_dir: str | Path, pooling: str | None = None, num_layer
     transformers_logging.set_verbosity_error()
     try:
         model, loading = AutoModelForSequenceClassification.from_pretrained(
-            str(model_dir), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
-            label2id={label: i for i, label in enumerate(LABELS)}, use_safetensors=True, output_loading_info=True,
-            **options)
+            str(model_dir),
+            num_labels=len(LABELS),
+            id2label=dict(enumerate(LABELS)),
+            label2id={label: i for i, label in enumerate(LABELS)},
+            use_safetensors=True,
+            output_loading_info=True,
+            **options,
+        )
     finally:
         transformers_logging.set_verbosity(verbosity)
     fine_tuned = hasattr(model.config, "classifier_pooling")  # SentenceClassifier saved it: a head must be there
@@ -95,6 +105,7 @@ def check_loaded(model_dir, loading: dict, fine_tuned: bool, pooling: str, num_l
     """The expected gaps of a load: a pretrained encoder has no classifier head yet (it is initialised, said in
     one line); a non-cls pooling saves no pooler; layers past num_layers stay unused. Anything else missing from
     a fine-tuned folder is an error; from a pretrained one, a warning."""
+
     def expected_missing(key: str) -> bool:
         new_head = not fine_tuned and HEAD.search(key) is not None
         return new_head or (pooling != "cls" and POOLER.search(key) is not None)
@@ -106,15 +117,22 @@ def check_loaded(model_dir, loading: dict, fine_tuned: bool, pooling: str, num_l
     missing = sorted(key for key in loading["missing_keys"] if not expected_missing(key))
     unused = sorted(key for key in loading["unexpected_keys"] if not dropped_layer(key))
     if fine_tuned and (missing or unused):
-        raise UserError(f"{model_dir}/model.safetensors does not match its config.json: missing {missing[:5]}, "
-                        f"unexpected {unused[:5]}; re-run the stage that wrote it")
+        raise UserError(
+            f"{model_dir}/model.safetensors does not match its config.json: missing {missing[:5]}, "
+            f"unexpected {unused[:5]}; re-run the stage that wrote it"
+        )
     if missing:
-        print(f"warning: {model_dir}: {len(missing)} weights are not in the checkpoint and start random: "
-              f"{', '.join(missing[:5])}", file=sys.stderr)
+        print(
+            f"warning: {model_dir}: {len(missing)} weights are not in the checkpoint and start random: "
+            f"{', '.join(missing[:5])}",
+            file=sys.stderr,
+        )
     if not fine_tuned:
         unused_note = f"; {len(unused)} checkpoint tensors unused (pretraining heads)" if unused else ""
-        print(f"{model_dir}: pretrained encoder with a new {len(LABELS)}-label classifier head{unused_note}",
-              file=sys.stderr)
+        print(
+            f"{model_dir}: pretrained encoder with a new {len(LABELS)}-label classifier head{unused_note}",
+            file=sys.stderr,
+        )
 
 
 def dropout_options(dropout: float | None) -> dict:
@@ -125,8 +143,9 @@ def dropout_options(dropout: float | None) -> dict:
     return {"hidden_dropout_prob": float(dropout), "attention_probs_dropout_prob": float(dropout)}
 
 
-def parameter_groups(model: torch.nn.Module, lr: float, head_lr: float, decay: float, weight_decay: float,
-                     num_layers: int) -> list[dict]:
+def parameter_groups(
+    model: torch.nn.Module, lr: float, head_lr: float, decay: float, weight_decay: float, num_layers: int
+) -> list[dict]:
     """AdamW groups with layer-wise LR decay: the head gets head_lr, layer i gets lr * decay**(num_layers - i),
     the embeddings lr * decay**(num_layers + 1). Biases and LayerNorm weights get no weight decay."""
     groups: dict[tuple[float, float], list] = {}
@@ -155,16 +174,27 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = len(LABELS)) -
 
 
 class AcceptabilityClassifier(L.LightningModule):
-    def __init__(self, model_dir: str, learning_rate: float, weight_decay: float, warmup_ratio: float,
-                 pooling: str = "cls", head_learning_rate: float | None = None, layerwise_lr_decay: float = 1.0,
-                 dropout: float | None = None, num_layers: int | None = None,
-                 class_weights: list[float] | None = None, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        model_dir: str,
+        learning_rate: float,
+        weight_decay: float,
+        warmup_ratio: float,
+        pooling: str = "cls",
+        head_learning_rate: float | None = None,
+        layerwise_lr_decay: float = 1.0,
+        dropout: float | None = None,
+        num_layers: int | None = None,
+        class_weights: list[float] | None = None,
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.classifier = load_classifier(model_dir, pooling, num_layers, **dropout_options(dropout))
         # A buffer, so it follows the module to the device; None is plain cross-entropy.
-        self.register_buffer("class_weights", None if class_weights is None else torch.tensor(class_weights),
-                             persistent=False)
+        self.register_buffer(
+            "class_weights", None if class_weights is None else torch.tensor(class_weights), persistent=False
+        )
         self.classifier.train()  # from_pretrained returns eval mode, and Lightning keeps submodules' modes
         self.train_mcc, self.val_mcc = BinaryMatthewsCorrCoef(), BinaryMatthewsCorrCoef()
         self.val_accuracy = BinaryAccuracy()
@@ -174,12 +204,14 @@ class AcceptabilityClassifier(L.LightningModule):
 
     def step(self, batch: dict, split: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(logits, batch["labels"], weight=self.class_weights,
-                                               label_smoothing=self.hparams.label_smoothing)
+        loss = torch.nn.functional.cross_entropy(
+            logits, batch["labels"], weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
+        )
         predictions = logits.argmax(dim=-1)
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True,
-                 batch_size=len(predictions))
+        self.log(
+            f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(predictions)
+        )
         if split == "train":
             self.train_mcc.update(predictions, batch["labels"])
             self.log("train/mcc", self.train_mcc, on_step=False, on_epoch=True)
@@ -199,8 +231,14 @@ class AcceptabilityClassifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         model = self.classifier.model
-        groups = parameter_groups(model, hp.learning_rate, hp.head_learning_rate or hp.learning_rate,
-                                  hp.layerwise_lr_decay, hp.weight_decay, model.config.num_hidden_layers)
+        groups = parameter_groups(
+            model,
+            hp.learning_rate,
+            hp.head_learning_rate or hp.learning_rate,
+            hp.layerwise_lr_decay,
+            hp.weight_decay,
+            model.config.num_hidden_layers,
+        )
         # The fused kernel is 5x faster than the per-tensor loop on CPU, and exists on CUDA too.
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
         total = int(self.trainer.estimated_stepping_batches)

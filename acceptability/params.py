@@ -37,8 +37,10 @@ def known_models(conf_dir: Path = CONF_DIR) -> list[str]:
 def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
     known = known_models(conf_dir)
     if model.get("name") not in known:
-        raise UserError(f"params.yaml: model.name {model.get('name')!r} is not a model group; "
-                        f"known groups in {conf_dir / 'model'}: {', '.join(known)}")
+        raise UserError(
+            f"params.yaml: model.name {model.get('name')!r} is not a model group; "
+            f"known groups in {conf_dir / 'model'}: {', '.join(known)}"
+        )
     check_pooling(model.get("pooling", "cls"))
     if model.get("num_layers") is not None:
         positive(model, "num_layers", int, "model")
@@ -51,8 +53,12 @@ def check_pooling(pooling) -> None:
 
 def positive(cfg: dict, key: str, kind: type, where: str) -> None:
     value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
-            (kind is int and not float(value).is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value <= 0
+        or (kind is int and not float(value).is_integer())
+    ):
         expected = "a positive integer" if kind is int else "a positive number"
         raise UserError(f"params.yaml: {where}.{key} must be {expected}, found {value!r}")
 

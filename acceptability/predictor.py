@@ -1,8 +1,8 @@
 """A torch-free predictor: ONNX Runtime, tokenizers and numpy only, so serving starts fast and ships small.
 
-    predictor = Predictor.load("models/onnx", variant="int8")
-    predictor.predict(["The cat sat on the mat."])
-    # [{"label": "acceptable", "probabilities": {"acceptable": 0.93, "unacceptable": 0.07}}]
+predictor = Predictor.load("models/onnx", variant="int8")
+predictor.predict(["The cat sat on the mat."])
+# [{"label": "acceptable", "probabilities": {"acceptable": 0.93, "unacceptable": 0.07}}]
 """
 
 import json
@@ -44,8 +44,9 @@ def verified(folder: Path, card: dict, name: str) -> Path:
     expected = card["sha256"].get(name)
     found = sha256_file(path)
     if expected != found:
-        raise ModelFilesError(f"{path}: sha256 {found} does not match {CARD} ({expected}); the file is corrupt "
-                              f"or was replaced")
+        raise ModelFilesError(
+            f"{path}: sha256 {found} does not match {CARD} ({expected}); the file is corrupt or was replaced"
+        )
     return path
 
 
@@ -132,6 +133,10 @@ class Predictor:
         """For each sentence: its label and the probability of each label, by name."""
         results = []
         for row in self.probabilities(sentences):
-            results.append({"label": self.labels[int(row.argmax())],
-                            "probabilities": {label: float(p) for label, p in zip(self.labels, row, strict=True)}})
+            results.append(
+                {
+                    "label": self.labels[int(row.argmax())],
+                    "probabilities": {label: float(p) for label, p in zip(self.labels, row, strict=True)},
+                }
+            )
         return results

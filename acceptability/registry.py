@@ -54,8 +54,10 @@ def read_verified(repo: Path, rev: str | None, path: str) -> str:
         raise UserError(f"{path} at {where} is not an output in dvc.lock there: only pipeline results can be judged")
     actual = hashlib.md5(data).hexdigest()
     if actual != expected:
-        raise UserError(f"{path} at {where} differs from what dvc.lock records there (md5 {actual}, locked "
-                        f"{expected}): it was edited by hand or not written by `dvc repro`")
+        raise UserError(
+            f"{path} at {where} differs from what dvc.lock records there (md5 {actual}, locked "
+            f"{expected}): it was edited by hand or not written by `dvc repro`"
+        )
     return data.decode()
 
 

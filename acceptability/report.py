@@ -21,9 +21,11 @@ from acceptability.promote import decide, fmt, to_markdown
 from acceptability.registry import git
 
 METRIC_FILES = ("metrics/eval.json", "metrics/benchmark.json")
-CURVES = {"train loss": "metrics/train/plots/metrics/train/loss.tsv",
-          "validation loss": "metrics/train/plots/metrics/val/loss.tsv",
-          "validation MCC": "metrics/train/plots/metrics/val/mcc.tsv"}
+CURVES = {
+    "train loss": "metrics/train/plots/metrics/train/loss.tsv",
+    "validation loss": "metrics/train/plots/metrics/val/loss.tsv",
+    "validation MCC": "metrics/train/plots/metrics/val/mcc.tsv",
+}
 
 
 def dvc_json(repo: Path, *args: str) -> dict:
@@ -34,12 +36,20 @@ def dvc_json(repo: Path, *args: str) -> dict:
 
 
 def params_table(diff: dict) -> str:
-    rows = [(name, change.get("old"), change.get("new")) for changes in diff.values()
-            for name, change in sorted(changes.items())]
+    rows = [
+        (name, change.get("old"), change.get("new"))
+        for changes in diff.values()
+        for name, change in sorted(changes.items())
+    ]
     if not rows:
         return "No params changed.\n"
-    return "\n".join(["| param | old | new |", "|---|---|---|"] +
-                     [f"| {name} | {fmt(old)} | {fmt(new)} |" for name, old, new in rows]) + "\n"
+    return (
+        "\n".join(
+            ["| param | old | new |", "|---|---|---|"]
+            + [f"| {name} | {fmt(old)} | {fmt(new)} |" for name, old, new in rows]
+        )
+        + "\n"
+    )
 
 
 def metrics_table(diff: dict) -> str:
@@ -47,10 +57,20 @@ def metrics_table(diff: dict) -> str:
     parts = []
     for path in METRIC_FILES:
         changes = diff.get(path, {})
-        rows = [f"| {name} | {fmt(c.get('old'))} | {fmt(c.get('new'))} | {fmt(c.get('diff'))} |"
-                for name, c in sorted(changes.items()) if not name.startswith("machine.")]
-        parts.append(f"**{path}**\n\n" + ("\n".join(["| metric | old | new | delta |", "|---|---|---|---|", *rows])
-                                          if rows else "No metrics found.") + "\n")
+        rows = [
+            f"| {name} | {fmt(c.get('old'))} | {fmt(c.get('new'))} | {fmt(c.get('diff'))} |"
+            for name, c in sorted(changes.items())
+            if not name.startswith("machine.")
+        ]
+        parts.append(
+            f"**{path}**\n\n"
+            + (
+                "\n".join(["| metric | old | new | delta |", "|---|---|---|---|", *rows])
+                if rows
+                else "No metrics found."
+            )
+            + "\n"
+        )
     return "\n".join(parts)
 
 
@@ -70,8 +90,9 @@ def render_plots(repo: Path, folder: Path) -> list[tuple[str, Path]]:
             frame = pd.read_csv(path, sep="\t")
             column = frame.columns[-1]
             axis = mcc_axis if "MCC" in name else loss_axis
-            axis.plot(frame["step"], frame[column], marker="o" if "validation" in name else None,
-                      markersize=3, label=name)
+            axis.plot(
+                frame["step"], frame[column], marker="o" if "validation" in name else None, markersize=3, label=name
+            )
         for axis, title in ((loss_axis, "Loss"), (mcc_axis, "Validation MCC")):
             axis.set_title(title)
             axis.set_xlabel("step")
@@ -91,8 +112,9 @@ def render_plots(repo: Path, folder: Path) -> list[tuple[str, Path]]:
         axis.set_ylabel("true")
         cells = counts.to_numpy()
         for (row, col), value in pd.DataFrame(cells).stack().items():
-            axis.text(col, row, str(value), ha="center", va="center",
-                      color="white" if value > cells.max() / 2 else "black")
+            axis.text(
+                col, row, str(value), ha="center", va="center", color="white" if value > cells.max() / 2 else "black"
+            )
         axis.set_title("Confusion matrix (validation)")
         figure.tight_layout()
         drawn.append(("Confusion matrix", save(figure, folder / "confusion.png")))
@@ -115,15 +137,29 @@ def build_report(repo: Path, base: str, out: Path, cfg: dict) -> dict:
     sections = [f"## CoLA model report for `{commit[:12]}`", "", f"Commit: `{commit}`", ""]
     comparisons = [(f"base `{base}`", base)]
     if gate["champion"]:
-        comparisons.append((f"champion {gate['champion']['version']} (`{gate['champion']['commit'][:12]}`)",
-                            gate["champion"]["commit"]))
+        comparisons.append(
+            (
+                f"champion {gate['champion']['version']} (`{gate['champion']['commit'][:12]}`)",
+                gate["champion"]["commit"],
+            )
+        )
     for title, rev in comparisons:
-        sections += [f"### Against the {title}", "", "#### Params", "",
-                     params_table(dvc_json(repo, "params", "diff", rev)), "#### Metrics", "",
-                     metrics_table(dvc_json(repo, "metrics", "diff", rev, "--all")), ""]
+        sections += [
+            f"### Against the {title}",
+            "",
+            "#### Params",
+            "",
+            params_table(dvc_json(repo, "params", "diff", rev)),
+            "#### Metrics",
+            "",
+            metrics_table(dvc_json(repo, "metrics", "diff", rev, "--all")),
+            "",
+        ]
     sections += [to_markdown(gate), "### Plots", ""]
-    sections += [f"![{title}]({path.relative_to(out.parent).as_posix()})"
-                 for title, path in render_plots(repo, out.parent / "plots")]
+    sections += [
+        f"![{title}]({path.relative_to(out.parent).as_posix()})"
+        for title, path in render_plots(repo, out.parent / "plots")
+    ]
     with atomic_path(out) as tmp:
         tmp.write_text("\n".join(sections) + "\n")
     return gate

@@ -1,6 +1,6 @@
 """docs/results.md, generated from metrics/*.json, so the published figures cannot drift from the committed ones.
 
-    python -m acceptability.results_doc [--metrics metrics] [--out docs/results.md]      # or: make docs
+python -m acceptability.results_doc [--metrics metrics] [--out docs/results.md]      # or: make docs
 """
 
 import argparse
@@ -28,59 +28,97 @@ def machine(report: dict) -> str:
 
 def quality(folder: Path) -> list[str]:
     ev, ex = load(folder, "eval.json"), load(folder, "export.json")
-    return ["## Quality (`metrics/eval.json`, `metrics/export.json`)", "",
-            "| split | MCC | accuracy | sentences |", "| --- | --- | --- | --- |",
-            *[f"| {name} | {ev[key]['mcc']:.4f} | {ev[key]['accuracy']:.4f} | {ev[key]['n']} |"
-              for key, name in (("val", "validation"), ("val_in_domain", "in-domain"),
-                                ("val_out_of_domain", "out-of-domain"))],
-            "", f"ONNX fp32 MCC {ex['onnx_fp32']['mcc']:.4f} (largest logit difference from torch "
-                f"{ex['fp32_max_abs_logit_diff']:.2e}); int8 MCC {ex['onnx_int8']['mcc']:.4f}, "
-                f"agreeing with fp32 on {ex['int8_agreement']:.1%} of the sentences; int8 "
-                f"{'servable' if ex['int8_servable'] else 'not servable'}.", ""]
+    return [
+        "## Quality (`metrics/eval.json`, `metrics/export.json`)",
+        "",
+        "| split | MCC | accuracy | sentences |",
+        "| --- | --- | --- | --- |",
+        *[
+            f"| {name} | {ev[key]['mcc']:.4f} | {ev[key]['accuracy']:.4f} | {ev[key]['n']} |"
+            for key, name in (
+                ("val", "validation"),
+                ("val_in_domain", "in-domain"),
+                ("val_out_of_domain", "out-of-domain"),
+            )
+        ],
+        "",
+        f"ONNX fp32 MCC {ex['onnx_fp32']['mcc']:.4f} (largest logit difference from torch "
+        f"{ex['fp32_max_abs_logit_diff']:.2e}); int8 MCC {ex['onnx_int8']['mcc']:.4f}, "
+        f"agreeing with fp32 on {ex['int8_agreement']:.1%} of the sentences; int8 "
+        f"{'servable' if ex['int8_servable'] else 'not servable'}.",
+        "",
+    ]
 
 
 def benchmark(folder: Path) -> list[str]:
     b = load(folder, "benchmark.json")
-    rows = [f"| {VARIANTS[v]} | {b[v]['latency_ms_p50']:.2f} / {b[v]['latency_ms_p95']:.2f} / "
-            f"{b[v]['latency_ms_p99']:.2f} ms | {b[v]['throughput_sps_b32']:,.0f} | {b[v]['size_mb']:.1f} MB | "
-            f"{b[v]['cold_start_s']:.2f} s | {b[v]['peak_rss_mb']:.0f} MB | {b[v]['mcc']:.4f} / {b[v]['mcc_b32']:.4f} |"
-            for v in VARIANTS]
-    return ["## Inference (`metrics/benchmark.json`)", "", f"On {machine(b)}, {b['machine']['threads']} threads, "
-            f"{b['machine']['sentences']} validation sentences, tokenization included.", "",
-            "| variant | p50 / p95 / p99 at batch 1 | sentences/s in batches | size | cold start | peak RSS | "
-            "MCC batch 1 / batched |", "| --- | --- | --- | --- | --- | --- | --- |", *rows, "",
-            f"int8 is {b['speedup_int8_vs_torch_b1']:.1f}x faster than torch at batch 1, in the same run.", ""]
+    rows = [
+        f"| {VARIANTS[v]} | {b[v]['latency_ms_p50']:.2f} / {b[v]['latency_ms_p95']:.2f} / "
+        f"{b[v]['latency_ms_p99']:.2f} ms | {b[v]['throughput_sps_b32']:,.0f} | {b[v]['size_mb']:.1f} MB | "
+        f"{b[v]['cold_start_s']:.2f} s | {b[v]['peak_rss_mb']:.0f} MB | {b[v]['mcc']:.4f} / {b[v]['mcc_b32']:.4f} |"
+        for v in VARIANTS
+    ]
+    return [
+        "## Inference (`metrics/benchmark.json`)",
+        "",
+        f"On {machine(b)}, {b['machine']['threads']} threads, "
+        f"{b['machine']['sentences']} validation sentences, tokenization included.",
+        "",
+        "| variant | p50 / p95 / p99 at batch 1 | sentences/s in batches | size | cold start | peak RSS | "
+        "MCC batch 1 / batched |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"int8 is {b['speedup_int8_vs_torch_b1']:.1f}x faster than torch at batch 1, in the same run.",
+        "",
+    ]
 
 
 def serving(folder: Path) -> list[str]:
     s = load(folder, "serve_load.json")
     single, batched, engine = s["single"], s["batched"], s["engine"]
     pinning = s["pinning"]
-    return ["## Serving (`metrics/serve_load.json`, `make load-test`)", "",
-            f"On {machine(s)}; server on cores {pinning['server_cores']} with {engine['threads']} ONNX Runtime "
-            f"thread(s), load client on cores {pinning['client_cores']}, {s['concurrency']} clients, "
-            f"{s['duration_s']:.0f} s a phase, model {s['model_version']}.", "",
-            "| phase | throughput | p50 / p95 / p99 | errors |", "| --- | --- | --- | --- |",
-            f"| the bare engine, one sentence a call | {engine['sps_b1']:,.1f} sentences/s | | |",
-            f"| 1 sentence per request | {single['rps']:,.1f} req/s (efficiency {s['efficiency']:.3f}) | "
-            f"{single['p50_ms']} / {single['p95_ms']} / {single['p99_ms']} ms | {single['errors']} |",
-            f"| {batched['batch']} sentences per request | {batched['sentences_per_s']:,.1f} sentences/s | "
-            f"{batched['p50_ms']} / {batched['p95_ms']} / {batched['p99_ms']} ms | {batched['errors']} |", "",
-            f"Ready {s['startup_to_ready_s']} s after launch; RSS {s['rss_mb_at_ready']} MB at ready, "
-            f"+{s['rss_growth_from_ready_pct']}% at most over the run.", ""]
+    return [
+        "## Serving (`metrics/serve_load.json`, `make load-test`)",
+        "",
+        f"On {machine(s)}; server on cores {pinning['server_cores']} with {engine['threads']} ONNX Runtime "
+        f"thread(s), load client on cores {pinning['client_cores']}, {s['concurrency']} clients, "
+        f"{s['duration_s']:.0f} s a phase, model {s['model_version']}.",
+        "",
+        "| phase | throughput | p50 / p95 / p99 | errors |",
+        "| --- | --- | --- | --- |",
+        f"| the bare engine, one sentence a call | {engine['sps_b1']:,.1f} sentences/s | | |",
+        f"| 1 sentence per request | {single['rps']:,.1f} req/s (efficiency {s['efficiency']:.3f}) | "
+        f"{single['p50_ms']} / {single['p95_ms']} / {single['p99_ms']} ms | {single['errors']} |",
+        f"| {batched['batch']} sentences per request | {batched['sentences_per_s']:,.1f} sentences/s | "
+        f"{batched['p50_ms']} / {batched['p95_ms']} / {batched['p99_ms']} ms | {batched['errors']} |",
+        "",
+        f"Ready {s['startup_to_ready_s']} s after launch; RSS {s['rss_mb_at_ready']} MB at ready, "
+        f"+{s['rss_growth_from_ready_pct']}% at most over the run.",
+        "",
+    ]
 
 
 def training(folder: Path) -> list[str]:
     t = load(folder, "train_benchmark.json")
-    return ["## Training speed (`metrics/train_benchmark.json`, `make train-benchmark`)", "",
-            f"On {machine(t)}, batch {t['batch_size']}, {t['steps']} timed steps after {t['warmup_steps']}: "
-            f"the pipeline {t['pipeline_sps']} sentences/s, a plain PyTorch loop {t['plain_loop_sps']}: "
-            f"ratio {t['ratio']}.", ""]
+    return [
+        "## Training speed (`metrics/train_benchmark.json`, `make train-benchmark`)",
+        "",
+        f"On {machine(t)}, batch {t['batch_size']}, {t['steps']} timed steps after {t['warmup_steps']}: "
+        f"the pipeline {t['pipeline_sps']} sentences/s, a plain PyTorch loop {t['plain_loop_sps']}: "
+        f"ratio {t['ratio']}.",
+        "",
+    ]
 
 
 def render(folder: Path) -> str:
-    lines = ["# Results", "", "Generated by `make docs` from `metrics/`; `tests/test_docs.py` fails when this page is "
-             "stale. Figures from other machines and the reasons behind them: [decisions.md](decisions.md).", ""]
+    lines = [
+        "# Results",
+        "",
+        "Generated by `make docs` from `metrics/`; `tests/test_docs.py` fails when this page is "
+        "stale. Figures from other machines and the reasons behind them: [decisions.md](decisions.md).",
+        "",
+    ]
     for part in (quality, benchmark, serving, training):
         lines += part(folder)
     return "\n".join(lines).rstrip() + "\n"

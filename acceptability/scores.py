@@ -37,6 +37,11 @@ def scores(labels, predictions) -> dict:
     recall = np.divide(correct, support, out=np.zeros(2), where=support > 0)
     f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(2), where=precision + recall > 0)
     n = int(matrix.sum())
-    return {"mcc": mcc(labels, predictions), "accuracy": float(correct.sum() / n) if n else 0.0,
-            "f1_macro": float(f1.mean()), "precision_macro": float(precision.mean()),
-            "recall_macro": float(recall.mean()), "n": n}
+    return {
+        "mcc": mcc(labels, predictions),
+        "accuracy": float(correct.sum() / n) if n else 0.0,
+        "f1_macro": float(f1.mean()),
+        "precision_macro": float(precision.mean()),
+        "recall_macro": float(recall.mean()),
+        "n": n,
+    }

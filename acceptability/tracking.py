@@ -29,8 +29,9 @@ def make_loggers(dvclive_dir: Path, run_config: dict, resume: bool = False, wand
     if wandb and mode != "disabled":
         from lightning.pytorch.loggers import WandbLogger
 
-        logger = WandbLogger(project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT), mode=mode, save_dir=".",
-                             config=run_config)
+        logger = WandbLogger(
+            project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT), mode=mode, save_dir=".", config=run_config
+        )
         # Lightning always passes `anonymous`, a setting W&B no longer reads and warns about on every run.
         logger._wandb_init.pop("anonymous", None)
         loggers.append(logger)
@@ -44,7 +45,8 @@ def misclassified(frame: pd.DataFrame, p_acceptable: np.ndarray) -> pd.DataFrame
     wrong = frame.assign(prediction=predictions, confidence=confidence.round(4))
     wrong = wrong[wrong["prediction"] != wrong["label"]]
     return wrong.sort_values("confidence", ascending=False)[
-        ["idx", "sentence", "label", "prediction", "confidence", "domain"]]
+        ["idx", "sentence", "label", "prediction", "confidence", "domain"]
+    ]
 
 
 def wandb_logger(loggers: list):
@@ -61,8 +63,11 @@ def log_wandb_results(logger, frame: pd.DataFrame, p_acceptable: np.ndarray) -> 
     predictions = decide(p_acceptable)
     wrong = misclassified(frame, p_acceptable)
     names = dict(enumerate(LABELS))
-    logger.experiment.log({
-        "val/confusion_matrix": wandb.plot.confusion_matrix(
-            y_true=frame["label"].tolist(), preds=predictions.tolist(), class_names=list(LABELS)),
-        "val/misclassified": wandb.Table(dataframe=wrong.replace({"label": names, "prediction": names})),
-    })
+    logger.experiment.log(
+        {
+            "val/confusion_matrix": wandb.plot.confusion_matrix(
+                y_true=frame["label"].tolist(), preds=predictions.tolist(), class_names=list(LABELS)
+            ),
+            "val/misclassified": wandb.Table(dataframe=wrong.replace({"label": names, "prediction": names})),
+        }
+    )

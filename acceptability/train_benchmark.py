@@ -26,8 +26,7 @@ from acceptability.params import load_params, section
 VARIANTS = ("pipeline", "plain_loop", "pipeline_bf16", "pipeline_compile")
 
 
-def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: dict, steps: int, warmup: int
-                   ) -> float:
+def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: dict, steps: int, warmup: int) -> float:
     from torch.utils.data import DataLoader
 
     from acceptability.datamodule import EncodedSplit, PadCollator
@@ -36,21 +35,29 @@ def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: di
 
     torch.manual_seed(int(train["seed"]))
     # The plain Hugging Face model ([CLS] head, its own loss) on the same encoder layers and dropout as the pipeline's.
-    model = load_classifier(pretrained, "cls", model_cfg.get("num_layers"),
-                            **dropout_options(train.get("dropout"))).model
+    model = load_classifier(
+        pretrained, "cls", model_cfg.get("num_layers"), **dropout_options(train.get("dropout"))
+    ).model
     model.train()
     pad_id = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
-    loader = DataLoader(EncodedSplit(load_encoded(tokenized / "train.npz")), batch_size=int(train["batch_size"]),
-                        shuffle=True, collate_fn=PadCollator(pad_id), drop_last=True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(train["learning_rate"]),
-                                  weight_decay=float(train["weight_decay"]))
+    loader = DataLoader(
+        EncodedSplit(load_encoded(tokenized / "train.npz")),
+        batch_size=int(train["batch_size"]),
+        shuffle=True,
+        collate_fn=PadCollator(pad_id),
+        drop_last=True,
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=float(train["learning_rate"]), weight_decay=float(train["weight_decay"])
+    )
     losses, sentences, started, step = [], 0, 0.0, 0
     while step < warmup + steps:
         for batch in loader:
             if step == warmup:
                 started = time.perf_counter()
-            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                         labels=batch["labels"]).loss
+            loss = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+            ).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -62,8 +69,16 @@ def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: di
     return sentences / (time.perf_counter() - started)
 
 
-def pipeline_sps(params: dict, pretrained: Path, tokenized: Path, steps: int, warmup: int, precision: str,
-                 compile_model: bool, live_dir: Path) -> float:
+def pipeline_sps(
+    params: dict,
+    pretrained: Path,
+    tokenized: Path,
+    steps: int,
+    warmup: int,
+    precision: str,
+    compile_model: bool,
+    live_dir: Path,
+) -> float:
     from acceptability.tracking import make_loggers
     from acceptability.training import build
 
@@ -74,10 +89,20 @@ def pipeline_sps(params: dict, pretrained: Path, tokenized: Path, steps: int, wa
         module.classifier = torch.compile(module.classifier, dynamic=True)
     clock = StepClock(warmup)
     loggers = make_loggers(live_dir, {}, wandb=False)  # the DVCLive logging the real run pays for
-    trainer = L.Trainer(max_steps=warmup + steps, accelerator="cpu", devices=1, precision=precision,
-                        deterministic=bool(train.get("deterministic", True)), logger=loggers, callbacks=[clock],
-                        limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False,
-                        log_every_n_steps=int(train.get("log_every_n_steps", 10)), enable_model_summary=False)
+    trainer = L.Trainer(
+        max_steps=warmup + steps,
+        accelerator="cpu",
+        devices=1,
+        precision=precision,
+        deterministic=bool(train.get("deterministic", True)),
+        logger=loggers,
+        callbacks=[clock],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_checkpointing=False,
+        log_every_n_steps=int(train.get("log_every_n_steps", 10)),
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=datamodule)
     return clock.sentences / clock.seconds
 
@@ -106,8 +131,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("metrics/train_benchmark.json"))
     parser.add_argument("--steps", type=int, default=100, help="timed optimizer steps per variant")
     parser.add_argument("--warmup-steps", type=int, default=10)
-    parser.add_argument("--variants", default="pipeline,plain_loop",
-                        help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="pipeline,plain_loop", help=f"comma-separated, from {', '.join(VARIANTS)}"
+    )
     args = parser.parse_args()
     variants = args.variants.split(",")
     if unknown := set(variants) - set(VARIANTS):
@@ -128,19 +154,33 @@ def main() -> None:
         for variant in variants:
             print(f"{variant}: {args.warmup_steps} warm-up + {args.steps} timed steps", flush=True)
             if variant == "plain_loop":
-                sps = plain_loop_sps(args.pretrained, args.tokenized, section(params, "model"), train, args.steps,
-                                     args.warmup_steps)
+                sps = plain_loop_sps(
+                    args.pretrained, args.tokenized, section(params, "model"), train, args.steps, args.warmup_steps
+                )
             else:
-                sps = pipeline_sps(params, args.pretrained, args.tokenized, args.steps, args.warmup_steps,
-                                   "bf16-mixed" if variant == "pipeline_bf16" else "32-true",
-                                   variant == "pipeline_compile", Path(tmp) / variant)
+                sps = pipeline_sps(
+                    params,
+                    args.pretrained,
+                    args.tokenized,
+                    args.steps,
+                    args.warmup_steps,
+                    "bf16-mixed" if variant == "pipeline_bf16" else "32-true",
+                    variant == "pipeline_compile",
+                    Path(tmp) / variant,
+                )
             results[variant] = round(sps, 2)
             print(f"{variant}: {sps:.1f} sentences/s", flush=True)
-    report = {"pipeline_sps": results["pipeline"], "plain_loop_sps": results["plain_loop"],
-              "ratio": round(results["pipeline"] / results["plain_loop"], 3), "steps": args.steps,
-              "batch_size": int(train["batch_size"]), "warmup_steps": args.warmup_steps,
-              "variants_sps": results, "threads": torch.get_num_threads(),
-              "machine": {**describe_machine(), "torch": torch.__version__}}
+    report = {
+        "pipeline_sps": results["pipeline"],
+        "plain_loop_sps": results["plain_loop"],
+        "ratio": round(results["pipeline"] / results["plain_loop"], 3),
+        "steps": args.steps,
+        "batch_size": int(train["batch_size"]),
+        "warmup_steps": args.warmup_steps,
+        "variants_sps": results,
+        "threads": torch.get_num_threads(),
+        "machine": {**describe_machine(), "torch": torch.__version__},
+    }
     write_json(args.out, report)
     print(json.dumps(report, indent=2))
 

@@ -50,18 +50,25 @@ class EpochLines(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self.start = self.last = time.monotonic()
 
-    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int
-                           ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if trainer.is_global_zero and time.monotonic() - self.last >= LINE_EVERY_S:
             self.last = time.monotonic()
-            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch {batch_idx + 1}/"
-                  f"{trainer.num_training_batches}", file=sys.stderr, flush=True)
+            print(
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: batch {batch_idx + 1}/"
+                f"{trainer.num_training_batches}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.is_global_zero:  # validation has run: its metrics are in
             shown = ", ".join(f"{name} {float(value):.4f}" for name, value in sorted(trainer.callback_metrics.items()))
-            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} ({time.monotonic() - self.start:.0f} s): "
-                  f"{shown}", file=sys.stderr, flush=True)
+            print(
+                f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} ({time.monotonic() - self.start:.0f} s): "
+                f"{shown}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class NoTips(logging.Filter):
@@ -74,29 +81,44 @@ class NoTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
-def build_trainer(train: dict, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
-                  ) -> tuple[L.Trainer, L.Callback]:
+def build_trainer(
+    train: dict, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
+) -> tuple[L.Trainer, L.Callback]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # our run.json
     # Lightning 2.6's own pytree helper on torch 2.13: a deprecation inside Lightning that users cannot act on.
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # last.ckpt is written at every epoch's end: an interrupted run resumes from it (see resume_point).
-    checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max",
-                                 save_top_k=1, save_last=True)
+    checkpoint = ModelCheckpoint(
+        dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max", save_top_k=1, save_last=True
+    )
     stopping = EarlyStopping(monitor="val/mcc", mode="max", patience=int(train["early_stopping_patience"]))
     trainer = L.Trainer(
-        max_epochs=int(train["num_train_epochs"]), accelerator=train.get("accelerator", "auto"),
-        devices=train.get("devices", 1), num_nodes=int(train.get("num_nodes", 1)),
-        strategy=train.get("strategy", "auto"), precision=train.get("precision", "32-true"),
-        deterministic=bool(train.get("deterministic", True)), logger=loggers,
-        gradient_clip_val=train.get("gradient_clip_val"), gradient_clip_algorithm="norm",  # null: no clipping
-        callbacks=[checkpoint, stopping, TQDMProgressBar(refresh_rate=10) if on_terminal() else EpochLines(),
-                   *extra_callbacks],
+        max_epochs=int(train["num_train_epochs"]),
+        accelerator=train.get("accelerator", "auto"),
+        devices=train.get("devices", 1),
+        num_nodes=int(train.get("num_nodes", 1)),
+        strategy=train.get("strategy", "auto"),
+        precision=train.get("precision", "32-true"),
+        deterministic=bool(train.get("deterministic", True)),
+        logger=loggers,
+        gradient_clip_val=train.get("gradient_clip_val"),
+        gradient_clip_algorithm="norm",  # null: no clipping
+        callbacks=[
+            checkpoint,
+            stopping,
+            TQDMProgressBar(refresh_rate=10) if on_terminal() else EpochLines(),
+            *extra_callbacks,
+        ],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
         use_distributed_sampler=False,
-        log_every_n_steps=int(train.get("log_every_n_steps", 10)), num_sanity_val_steps=0,
-        default_root_dir=paths.checkpoints, enable_progress_bar=on_terminal(), enable_model_summary=False)
+        log_every_n_steps=int(train.get("log_every_n_steps", 10)),
+        num_sanity_val_steps=0,
+        default_root_dir=paths.checkpoints,
+        enable_progress_bar=on_terminal(),
+        enable_model_summary=False,
+    )
     return trainer, checkpoint
 
 
@@ -107,9 +129,12 @@ def is_launching_process() -> bool:
 
 def run_fingerprint(model_cfg: dict, train_cfg: dict, paths: TrainPaths) -> str:
     """What a checkpoint must have been trained on to be resumed: the params and the input files."""
-    inputs = {"model": model_cfg, "train": train_cfg,
-              "train.npz": sha256_file(paths.tokenized / "train.npz"),
-              "pretrained": sha256_file(paths.pretrained / WEIGHTS)}
+    inputs = {
+        "model": model_cfg,
+        "train": train_cfg,
+        "train.npz": sha256_file(paths.tokenized / "train.npz"),
+        "pretrained": sha256_file(paths.pretrained / WEIGHTS),
+    }
     return json.dumps(inputs, sort_keys=True, default=str)
 
 
@@ -134,23 +159,36 @@ def save_model(module: AcceptabilityClassifier, pretrained: Path, out: Path) -> 
                 shutil.copyfile(pretrained / name, folder / name)
 
 
-def build(model_cfg: dict, train_cfg: dict, pretrained: Path, tokenized: Path
-          ) -> tuple[ColaDataModule, AcceptabilityClassifier]:
+def build(
+    model_cfg: dict, train_cfg: dict, pretrained: Path, tokenized: Path
+) -> tuple[ColaDataModule, AcceptabilityClassifier]:
     """The data module and the LightningModule that the params describe (shared with train_benchmark)."""
     meta = json.loads((tokenized / "meta.json").read_text())
-    datamodule = ColaDataModule(tokenized, int(train_cfg["batch_size"]), int(train_cfg["eval_batch_size"]),
-                                meta["pad_token_id"], int(train_cfg.get("num_workers", 0)), int(train_cfg["seed"]))
+    datamodule = ColaDataModule(
+        tokenized,
+        int(train_cfg["batch_size"]),
+        int(train_cfg["eval_batch_size"]),
+        meta["pad_token_id"],
+        int(train_cfg.get("num_workers", 0)),
+        int(train_cfg["seed"]),
+    )
     head_lr = train_cfg.get("head_learning_rate")
     weights = None
     if train_cfg.get("class_weights") == "balanced":
         weights = balanced_class_weights(load_encoded(tokenized / "train.npz")["labels"])
     module = AcceptabilityClassifier(
-        str(pretrained), float(train_cfg["learning_rate"]), float(train_cfg["weight_decay"]),
-        float(train_cfg["warmup_ratio"]), pooling=model_cfg.get("pooling", "cls"),
+        str(pretrained),
+        float(train_cfg["learning_rate"]),
+        float(train_cfg["weight_decay"]),
+        float(train_cfg["warmup_ratio"]),
+        pooling=model_cfg.get("pooling", "cls"),
         head_learning_rate=float(head_lr) if head_lr else None,
-        layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)), dropout=train_cfg.get("dropout"),
-        num_layers=model_cfg.get("num_layers"), class_weights=weights,
-        label_smoothing=float(train_cfg.get("label_smoothing", 0.0)))
+        layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)),
+        dropout=train_cfg.get("dropout"),
+        num_layers=model_cfg.get("num_layers"),
+        class_weights=weights,
+        label_smoothing=float(train_cfg.get("label_smoothing", 0.0)),
+    )
     return datamodule, module
 
 
@@ -177,13 +215,19 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
     except BaseException as stop:
         if (paths.checkpoints / "last.ckpt").is_file():
-            print(f"training stopped; {paths.checkpoints}/last.ckpt holds the last finished epoch: "
-                  "run the same command to resume from it", file=sys.stderr)
+            print(
+                f"training stopped; {paths.checkpoints}/last.ckpt holds the last finished epoch: "
+                "run the same command to resume from it",
+                file=sys.stderr,
+            )
         if isinstance(stop, SIGTERMException):  # a SystemExit with code 0: DVC would take the stage as done
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
-    result = {"best_val_mcc": float(checkpoint.best_model_score), "epochs_run": trainer.current_epoch,
-              "global_steps": trainer.global_step}
+    result = {
+        "best_val_mcc": float(checkpoint.best_model_score),
+        "epochs_run": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+    }
     if not trainer.is_global_zero:
         return result
 

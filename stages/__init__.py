@@ -11,5 +11,7 @@ no_bars_off_terminal()  # before any stage imports tqdm or the Hugging Face libr
 _NEEDED = ("yaml", "numpy", "pandas", "tokenizers", "torch", "lightning", "transformers", "onnxruntime", "dvclive")
 _missing = [name for name in _NEEDED if importlib.util.find_spec(name) is None]
 if _missing:
-    sys.exit(f"error: {sys.executable} lacks the project's packages ({', '.join(_missing)}): run `make install`, "
-             "then activate .venv or set COLA_PYTHON=.venv/bin/python")
+    sys.exit(
+        f"error: {sys.executable} lacks the project's packages ({', '.join(_missing)}): run `make install`, "
+        "then activate .venv or set COLA_PYTHON=.venv/bin/python"
+    )

@@ -37,8 +37,10 @@ def main() -> None:
     with atomic_path(args.model_out) as folder:
         record = fetch_pretrained(model_cfg, folder)
     write_json(args.model_record, record)
-    print(f"model {record['model_name_or_path']} from {record['source']} ({record['location']}), "
-          f"sha256 {record['sha256'][:12]}… {'verified' if record['sha256_verified'] else 'recorded, no pin'}")
+    print(
+        f"model {record['model_name_or_path']} from {record['source']} ({record['location']}), "
+        f"sha256 {record['sha256'][:12]}… {'verified' if record['sha256_verified'] else 'recorded, no pin'}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ def main() -> None:
     from acceptability.evaluation import evaluate
 
     result = evaluate(args.model, args.tokenized, args.raw, args.metrics, int(cfg["batch_size"]))
-    print(f"val/mcc {result['val']['mcc']:.4f} (in-domain {result['val_in_domain']['mcc']:.4f}, "
-          f"out-of-domain {result['val_out_of_domain']['mcc']:.4f}) over {result['val']['n']} sentences")
+    print(
+        f"val/mcc {result['val']['mcc']:.4f} (in-domain {result['val_in_domain']['mcc']:.4f}, "
+        f"out-of-domain {result['val_out_of_domain']['mcc']:.4f}) over {result['val']['n']} sentences"
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,12 @@ def main() -> None:
             ids, offsets = encode(tokenizer, frame["sentence"].tolist())
             save_encoded(folder / f"{split}.npz", frame["idx"], frame["label"], ids, offsets)
             lengths = offsets[1:] - offsets[:-1]
-            meta["splits"][split] = {"n": len(frame), "max_tokens": int(lengths.max()),
-                                     "mean_tokens": round(float(lengths.mean()), 2),
-                                     "at_max_length": int((lengths >= max_len).sum())}
+            meta["splits"][split] = {
+                "n": len(frame),
+                "max_tokens": int(lengths.max()),
+                "mean_tokens": round(float(lengths.mean()), 2),
+                "at_max_length": int((lengths >= max_len).sum()),
+            }
         write_meta(folder / "meta.json", meta)
     print(f"tokenized: {meta['splits']}")
 

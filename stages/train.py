@@ -26,8 +26,9 @@ def main() -> None:
 
     from acceptability.training import TrainPaths, train
 
-    paths = TrainPaths(pretrained=args.pretrained, tokenized=args.tokenized, raw=args.raw, out=args.out,
-                       dvclive=args.live_dir)
+    paths = TrainPaths(
+        pretrained=args.pretrained, tokenized=args.tokenized, raw=args.raw, out=args.out, dvclive=args.live_dir
+    )
     result = train(params, paths)
     print(f"best val/mcc {result['best_val_mcc']:.4f} after {result['epochs_run']} epochs")
 

@@ -18,13 +18,20 @@ TINY_ROWS = {"train": 48, "in_domain_dev": 16, "out_of_domain_dev": 16}
 os.environ.setdefault("WANDB_MODE", "disabled")  # W&B is switched by its own variable; a test turns it on itself
 
 
-def run_tool(cmd: list[str], cwd: Path, check: bool = True, unset: tuple = (), **env: str
-             ) -> subprocess.CompletedProcess:
+def run_tool(
+    cmd: list[str], cwd: Path, check: bool = True, unset: tuple = (), **env: str
+) -> subprocess.CompletedProcess:
     """A command as a user would run it: this venv's tools first on PATH, a git identity, extra env; `check`
     fails with the command's output."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com", "GIT_COMMITTER_NAME": "test",
-           "GIT_COMMITTER_EMAIL": "test@example.com", **env}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        **env,
+    }
     for name in unset:
         env.pop(name, None)
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -49,8 +56,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=8,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=64,
+    )
     folder = tmp_path_factory.mktemp("tiny-bert")
     BertModel(config).save_pretrained(folder, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -75,12 +88,18 @@ def compose(folder: Path, overrides: list[str]) -> dict:
 def tiny_params(base: dict, model_dir: Path) -> dict:
     """The project's params, pointed at the tiny fixtures and shortened for tests."""
     params = copy.deepcopy(base)
-    params["data"].update(source="dir", dir=str(TINY_COLA), expected_rows=dict(TINY_ROWS),
-                          sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
-    params["model"].update(source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"),
-                           num_layers=None)  # the tiny model has 2 layers; the default keeps 4
-    params["train"].update(num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3,
-                           accelerator="cpu", log_every_n_steps=1)
+    params["data"].update(
+        source="dir",
+        dir=str(TINY_COLA),
+        expected_rows=dict(TINY_ROWS),
+        sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))},
+    )
+    params["model"].update(
+        source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"), num_layers=None
+    )  # the tiny model has 2 layers; the default keeps 4
+    params["train"].update(
+        num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3, accelerator="cpu", log_every_n_steps=1
+    )
     params["benchmark"].update(max_sentences=16, warmup=2)
     return params
 

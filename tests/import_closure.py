@@ -44,8 +44,11 @@ def imported_modules(path: Path, root: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             # `from package import module` imports a submodule when one of that name exists
-            names.update(f"{node.module}.{alias.name}" for alias in node.names
-                         if module_file(root, f"{node.module}.{alias.name}"))
+            names.update(
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if module_file(root, f"{node.module}.{alias.name}")
+            )
     return {name for name in names if name.split(".")[0] in PACKAGES}
 
 

@@ -58,8 +58,9 @@ def test_wrong_column_count_names_file_line_and_shape(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError) as err:
         read_tsv(path, "in")
-    assert str(err.value) == (f"{path}, line 3: expected 4 tab-separated fields "
-                              "(source, label, original mark, sentence), found 3")
+    assert str(err.value) == (
+        f"{path}, line 3: expected 4 tab-separated fields (source, label, original mark, sentence), found 3"
+    )
 
 
 def test_label_other_than_0_or_1_names_field(tmp_path):

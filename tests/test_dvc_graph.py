@@ -97,8 +97,9 @@ def run_recorded(folder, params: dict, stages: dict, recorded: dict, patch: pyte
     try:
         for name, script in stages.items():
             reads = recorded.setdefault(name, set())
-            patch.setattr(acceptability.params, "load_params", lambda path, reads=reads: Recorder(LOAD_PARAMS(path), "",
-                                                                                              reads))
+            patch.setattr(
+                acceptability.params, "load_params", lambda path, reads=reads: Recorder(LOAD_PARAMS(path), "", reads)
+            )
             run_stage(f"{script}.py", *ARGS.get(name, ()))
     finally:
         os.chdir(cwd)

@@ -23,7 +23,7 @@ def test_tokenized_rows_match_the_tokenizer(in_tmp, params):
     assert arrays["labels"].tolist() == frame["label"].tolist()
     assert arrays["idx"].tolist() == list(range(48))
     for i in (0, 17, 47):
-        ids = arrays["input_ids"][arrays["offsets"][i]:arrays["offsets"][i + 1]].tolist()
+        ids = arrays["input_ids"][arrays["offsets"][i] : arrays["offsets"][i + 1]].tolist()
         assert ids == tokenizer.encode(frame.loc[i, "sentence"]).ids
         assert ids[0] == 101 and ids[-1] == 102 and len(ids) <= 12  # [CLS] ... [SEP], truncated
     lengths = np.diff(arrays["offsets"])
@@ -33,8 +33,10 @@ def test_tokenized_rows_match_the_tokenizer(in_tmp, params):
 def test_tokenize_stage_never_imports_torch(in_tmp, params):
     (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage("download.py")
-    code = ("import runpy, sys; sys.argv = ['tokenize_splits.py']; "
-            f"runpy.run_path({str(ROOT / 'stages' / 'tokenize_splits.py')!r}, run_name='__main__'); "
-            "print('lightning' in sys.modules, 'torch' in sys.modules)")
+    code = (
+        "import runpy, sys; sys.argv = ['tokenize_splits.py']; "
+        f"runpy.run_path({str(ROOT / 'stages' / 'tokenize_splits.py')!r}, run_name='__main__'); "
+        "print('lightning' in sys.modules, 'torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "False False"

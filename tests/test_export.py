@@ -26,15 +26,17 @@ def torch_logits(model_dir, sentences):
     tokenizer.no_padding()
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     with torch.inference_mode():
-        return np.concatenate([model(input_ids=torch.tensor([tokenizer.encode(s).ids])).logits.numpy()
-                               for s in sentences])
+        return np.concatenate(
+            [model(input_ids=torch.tensor([tokenizer.encode(s).ids])).logits.numpy() for s in sentences]
+        )
 
 
 def test_onnx_graph_has_the_documented_interface(exported):
     graph = onnx.load(exported / "models/onnx/model.onnx")
     assert max(opset.version for opset in graph.opset_import if opset.domain in ("", "ai.onnx")) >= 17
-    inputs = {node.name: [d.dim_param or d.dim_value for d in node.type.tensor_type.shape.dim]
-              for node in graph.graph.input}
+    inputs = {
+        node.name: [d.dim_param or d.dim_value for d in node.type.tensor_type.shape.dim] for node in graph.graph.input
+    }
     assert inputs == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
     assert [node.name for node in graph.graph.output] == ["logits"]
 
@@ -49,8 +51,12 @@ def test_model_card_records_labels_hashes_metrics_and_gates(exported):
     assert set(card["metrics"]) == {"fp32", "int8"}
     assert card["gates"]["int8_servable"] == (card["gates"]["int8_mcc_drop"] <= 0.01)
     assert 0 <= card["gates"]["int8_agreement"] <= 1
-    assert card["int8"] == {"fused_before_quantizing": True, "per_channel": True, "reduce_range": True,
-                            "servable": card["gates"]["int8_servable"]}  # the params that made it
+    assert card["int8"] == {
+        "fused_before_quantizing": True,
+        "per_channel": True,
+        "reduce_range": True,
+        "servable": card["gates"]["int8_servable"],
+    }  # the params that made it
     metrics = json.loads((exported / "metrics/export.json").read_text())
     assert metrics["fp32_max_abs_logit_diff"] == card["gates"]["fp32_max_abs_logit_diff"]
 
@@ -136,9 +142,11 @@ def test_missing_files_are_named(exported, tmp_path):
 
 
 def test_importing_the_predictor_and_loading_int8_needs_no_torch(exported):
-    code = ("import sys; from acceptability.predictor import Predictor; "
-            f"Predictor.load({str(exported / 'models/onnx')!r}, 'int8').predict(['A test.']); "
-            "print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys; from acceptability.predictor import Predictor; "
+        f"Predictor.load({str(exported / 'models/onnx')!r}, 'int8').predict(['A test.']); "
+        "print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 

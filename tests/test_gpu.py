@@ -28,7 +28,14 @@ def test_gpu_training_repeats_exactly_and_serves_on_a_cpu(prepared, params, prec
     if precision == "32-true":  # the CPU's fp32 evaluation agrees with the GPU's own validation
         assert metrics_a["val"]["mcc"] == pytest.approx(first["best_val_mcc"], abs=1e-6)
 
-    run_stage("export.py", "--model", str(prepared / "a" / "model"), "--out", str(prepared / "onnx"),
-              "--metrics", str(prepared / "export.json"))
+    run_stage(
+        "export.py",
+        "--model",
+        str(prepared / "a" / "model"),
+        "--out",
+        str(prepared / "onnx"),
+        "--metrics",
+        str(prepared / "export.json"),
+    )
     card = json.loads((prepared / "onnx" / "model_card.json").read_text())
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4

@@ -9,8 +9,11 @@ import pytest
 from conftest import ROOT
 
 # Each Lambda base's Python and glibc (Amazon Linux 2: glibc 2.26; Amazon Linux 2023: glibc 2.34).
-LAMBDA_BASES = {"public.ecr.aws/lambda/python:3.11": ("3.11", 26), "public.ecr.aws/lambda/python:3.12": ("3.12", 34),
-                "public.ecr.aws/lambda/python:3.13": ("3.13", 34)}
+LAMBDA_BASES = {
+    "public.ecr.aws/lambda/python:3.11": ("3.11", 26),
+    "public.ecr.aws/lambda/python:3.12": ("3.12", 34),
+    "public.ecr.aws/lambda/python:3.13": ("3.13", 34),
+}
 
 
 def lambda_base() -> str:
@@ -22,10 +25,30 @@ def lambda_base() -> str:
 def resolve_as_wheels(python: str, glibc_minor: int) -> subprocess.CompletedProcess:
     """pip's own resolver, limited to wheels a base with this Python and glibc can install."""
     platforms = [arg for minor in range(17, glibc_minor + 1) for arg in ("--platform", f"manylinux_2_{minor}_x86_64")]
-    return subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                           "--only-binary=:all:", "--implementation", "cp", "--python-version", python, *platforms,
-                           "--platform", "manylinux2014_x86_64", "-r", str(ROOT / "requirements-serve.txt")],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            python,
+            *platforms,
+            "--platform",
+            "manylinux2014_x86_64",
+            "-r",
+            str(ROOT / "requirements-serve.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_the_lambda_base_is_one_whose_python_and_glibc_are_known():

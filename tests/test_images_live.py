@@ -34,8 +34,16 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 # What the Dockerfiles and .dockerignore let in, beside the model.
-CONTEXT = ["requirements-serve.txt", "Dockerfile", "Dockerfile.lambda", ".dockerignore", "acceptability/__init__.py",
-           "acceptability/predictor.py", "acceptability/hashing.py", "acceptability/serving"]
+CONTEXT = [
+    "requirements-serve.txt",
+    "Dockerfile",
+    "Dockerfile.lambda",
+    ".dockerignore",
+    "acceptability/__init__.py",
+    "acceptability/predictor.py",
+    "acceptability/hashing.py",
+    "acceptability/serving",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +66,9 @@ def images(context) -> dict:
     if shutil.which("podman") is None and os.geteuid() != 0:
         pytest.skip("podman is missing and only root can install it")
     started = time.perf_counter()
-    result = subprocess.run(["bash", str(ROOT / ".ci/images"), str(context)], capture_output=True, text=True,
-                            timeout=1200)
+    result = subprocess.run(
+        ["bash", str(ROOT / ".ci/images"), str(context)], capture_output=True, text=True, timeout=1200
+    )
     if result.returncode != 0 and "cgroup" in result.stderr:
         pytest.skip(f"podman cannot run containers here: {result.stderr[-300:]}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,8 +80,7 @@ def images(context) -> dict:
 def api(images):
     port, name = free_port(), f"cola-api-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
-    podman("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:8080",
-           images["api"])
+    podman("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:8080", images["api"])
     url = f"http://127.0.0.1:{port}"
     while time.perf_counter() - started < 60:
         try:
@@ -115,8 +123,20 @@ def test_api_image_refuses_bad_input_runs_as_10001_without_torch_and_is_healthy(
 
 def test_api_image_finishes_requests_in_flight_on_sigterm(images):
     port, name = free_port(), f"cola-api-{uuid.uuid4().hex[:8]}"
-    podman("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-e", "COLA_SERVE_BATCH_WAIT_MS=1500",
-           "-p", f"127.0.0.1:{port}:8080", images["api"])
+    podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "-e",
+        "COLA_SERVE_BATCH_WAIT_MS=1500",
+        "-p",
+        f"127.0.0.1:{port}:8080",
+        images["api"],
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -126,8 +146,11 @@ def test_api_image_finishes_requests_in_flight_on_sigterm(images):
             except httpx.TransportError:
                 time.sleep(0.05)
         answers = []
-        thread = threading.Thread(target=lambda: answers.append(
-            httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"sentences": SENTENCES}, timeout=30)))
+        thread = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"sentences": SENTENCES}, timeout=30)
+            )
+        )
         thread.start()
         deadline = time.monotonic() + 30
         while "cola_batcher_waiting_sentences 3.0" not in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
@@ -160,12 +183,14 @@ class RuntimeAPI:
                 request_id, event = outer.events.get()
                 body = json.dumps(event).encode()
                 self.send_response(200)
-                for key, value in (("Lambda-Runtime-Aws-Request-Id", request_id),
-                                   ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000)),
-                                   ("Lambda-Runtime-Invoked-Function-Arn",
-                                    "arn:aws:lambda:eu-west-1:000000000000:function:cola"),
-                                   ("Lambda-Runtime-Trace-Id", "Root=1-0-0"), ("Content-Type", "application/json"),
-                                   ("Content-Length", str(len(body)))):
+                for key, value in (
+                    ("Lambda-Runtime-Aws-Request-Id", request_id),
+                    ("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30_000)),
+                    ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:eu-west-1:000000000000:function:cola"),
+                    ("Lambda-Runtime-Trace-Id", "Root=1-0-0"),
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                ):
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(body)
@@ -195,18 +220,48 @@ class RuntimeAPI:
 def test_lambda_image_answers_v1_v2_and_direct_events_through_the_runtime_interface_client(images):
     runtime, name = RuntimeAPI(), f"cola-lambda-{uuid.uuid4().hex[:8]}"
     body = json.dumps({"sentences": SENTENCES})
-    v1 = {"httpMethod": "POST", "path": "/v1/predict", "headers": {"Content-Type": "application/json"},
-          "body": body, "isBase64Encoded": False, "requestContext": {"stage": "prod"}}
-    v2 = {"version": "2.0", "routeKey": "POST /v1/predict", "headers": {"content-type": "application/json"},
-          "body": body, "isBase64Encoded": False, "requestContext": {"http": {"method": "POST"}}}
+    v1 = {
+        "httpMethod": "POST",
+        "path": "/v1/predict",
+        "headers": {"Content-Type": "application/json"},
+        "body": body,
+        "isBase64Encoded": False,
+        "requestContext": {"stage": "prod"},
+    }
+    v2 = {
+        "version": "2.0",
+        "routeKey": "POST /v1/predict",
+        "headers": {"content-type": "application/json"},
+        "body": body,
+        "isBase64Encoded": False,
+        "requestContext": {"http": {"method": "POST"}},
+    }
     started = time.perf_counter()
-    podman("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "--user", "993:990", "--network", "host",
-           "-e", f"AWS_LAMBDA_RUNTIME_API=127.0.0.1:{runtime.port}", images["lambda"])
+    podman(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--user",
+        "993:990",
+        "--network",
+        "host",
+        "-e",
+        f"AWS_LAMBDA_RUNTIME_API=127.0.0.1:{runtime.port}",
+        images["lambda"],
+    )
     try:
         first_kind, direct = runtime.invoke({"sentences": SENTENCES})
         cold_start_s = time.perf_counter() - started
-        answers = [runtime.invoke(v1), runtime.invoke(v2), runtime.invoke({"sentence": "\u200b"}),
-                   runtime.invoke({"httpMethod": "POST", "headers": [], "body": {}})]
+        answers = [
+            runtime.invoke(v1),
+            runtime.invoke(v2),
+            runtime.invoke({"sentence": "\u200b"}),
+            runtime.invoke({"httpMethod": "POST", "headers": [], "body": {}}),
+        ]
     finally:
         podman("rm", "-f", name, check=False)
         runtime.server.shutdown()

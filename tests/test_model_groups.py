@@ -15,14 +15,28 @@ from acceptability.params import known_models
 
 # The config.json shapes published on the hub for each group's model_name_or_path.
 STAND_INS = {
-    "bert_tiny": ("BertConfig", {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
-                                 "intermediate_size": 512}),
-    "bert_mini": ("BertConfig", {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-                                 "intermediate_size": 1024}),
-    "bert_small": ("BertConfig", {"hidden_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8,
-                                  "intermediate_size": 2048}),
-    "electra_small": ("ElectraConfig", {"embedding_size": 128, "hidden_size": 256, "num_hidden_layers": 12,
-                                        "num_attention_heads": 4, "intermediate_size": 1024}),
+    "bert_tiny": (
+        "BertConfig",
+        {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512},
+    ),
+    "bert_mini": (
+        "BertConfig",
+        {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024},
+    ),
+    "bert_small": (
+        "BertConfig",
+        {"hidden_size": 512, "num_hidden_layers": 4, "num_attention_heads": 8, "intermediate_size": 2048},
+    ),
+    "electra_small": (
+        "ElectraConfig",
+        {
+            "embedding_size": 128,
+            "hidden_size": 256,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 4,
+            "intermediate_size": 1024,
+        },
+    ),
 }
 
 
@@ -41,13 +55,25 @@ def stand_in(group: str, folder):
 
 def group_params(group: str, in_tmp, model_dir) -> dict:
     """`-S model=<group>` composed by Hydra, then pointed at the stand-in and the tiny CoLA rows."""
-    params = compose(in_tmp, [f"model={group}", "train.num_train_epochs=1",
-                              "train.batch_size=16", "train.accelerator=cpu", "benchmark.max_sentences=8",
-                              "benchmark.warmup=1"])
+    params = compose(
+        in_tmp,
+        [
+            f"model={group}",
+            "train.num_train_epochs=1",
+            "train.batch_size=16",
+            "train.accelerator=cpu",
+            "benchmark.max_sentences=8",
+            "benchmark.warmup=1",
+        ],
+    )
     assert params["model"]["name"] == group and params["model"]["source"] == "hub"
     params["model"].update(source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"))
-    params["data"].update(source="dir", dir=str(TINY_COLA), expected_rows=dict(TINY_ROWS),
-                          sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
+    params["data"].update(
+        source="dir",
+        dir=str(TINY_COLA),
+        expected_rows=dict(TINY_ROWS),
+        sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))},
+    )
     (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
     return params
 

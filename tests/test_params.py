@@ -24,30 +24,35 @@ def test_every_model_group_composes(tmp_path, group):
 
 
 def test_known_models_are_the_conf_groups():
-    assert known_models(ROOT / "conf") == ["all_minilm_l6_v2", "bert_mini", "bert_small", "bert_tiny",
-                                              "electra_small"]
+    assert known_models(ROOT / "conf") == ["all_minilm_l6_v2", "bert_mini", "bert_small", "bert_tiny", "electra_small"]
 
 
 def test_unknown_model_group(tmp_path):
-    with pytest.raises(UserError, match=r"model.name 'bert_huge' is not a model group; known groups in "
-                                        r"conf/model: all_minilm_l6_v2, bert_mini, bert_small, bert_tiny, "
-                                        r"electra_small"):
+    with pytest.raises(
+        UserError,
+        match=r"model.name 'bert_huge' is not a model group; known groups in "
+        r"conf/model: all_minilm_l6_v2, bert_mini, bert_small, bert_tiny, "
+        r"electra_small",
+    ):
         check_model({"name": "bert_huge"}, ROOT.joinpath("conf").relative_to(ROOT))
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("learning_rate", 0, "train.learning_rate must be a positive number, found 0"),
-    ("learning_rate", -1e-4, "train.learning_rate must be a positive number, found -0.0001"),
-    ("batch_size", 0, "train.batch_size must be a positive integer, found 0"),
-    ("batch_size", 2.5, "train.batch_size must be a positive integer, found 2.5"),
-    ("num_train_epochs", "3", "train.num_train_epochs must be a positive integer, found '3'"),
-    ("warmup_ratio", 1.5, r"train.warmup_ratio must be in \[0, 1\), found 1.5"),
-    ("warmup_ratio", True, r"train.warmup_ratio must be in \[0, 1\), found True"),
-    ("dropout", 1.0, r"train.dropout must be in \[0, 1\), found 1.0"),
-    ("label_smoothing", -0.1, r"train.label_smoothing must be in \[0, 1\), found -0.1"),
-    ("label_smoothing", None, r"train.label_smoothing must be in \[0, 1\), found None"),
-    ("gradient_clip_val", 0, "train.gradient_clip_val must be a positive number, found 0"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("learning_rate", 0, "train.learning_rate must be a positive number, found 0"),
+        ("learning_rate", -1e-4, "train.learning_rate must be a positive number, found -0.0001"),
+        ("batch_size", 0, "train.batch_size must be a positive integer, found 0"),
+        ("batch_size", 2.5, "train.batch_size must be a positive integer, found 2.5"),
+        ("num_train_epochs", "3", "train.num_train_epochs must be a positive integer, found '3'"),
+        ("warmup_ratio", 1.5, r"train.warmup_ratio must be in \[0, 1\), found 1.5"),
+        ("warmup_ratio", True, r"train.warmup_ratio must be in \[0, 1\), found True"),
+        ("dropout", 1.0, r"train.dropout must be in \[0, 1\), found 1.0"),
+        ("label_smoothing", -0.1, r"train.label_smoothing must be in \[0, 1\), found -0.1"),
+        ("label_smoothing", None, r"train.label_smoothing must be in \[0, 1\), found None"),
+        ("gradient_clip_val", 0, "train.gradient_clip_val must be a positive number, found 0"),
+    ],
+)
 def test_bad_training_values(base_params, key, value, message):
     with pytest.raises(UserError, match=message):
         check_train({**base_params["train"], key: value})

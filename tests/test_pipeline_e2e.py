@@ -17,8 +17,12 @@ from acceptability.machine import usable_cores
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "tokenize", "train", "evaluate", "export", "benchmark")
-TRAIN_OVERRIDES = ["train.batch_size=8", "train.eval_batch_size=16", "train.accelerator=cpu",
-                   "train.log_every_n_steps=1"]
+TRAIN_OVERRIDES = [
+    "train.batch_size=8",
+    "train.eval_batch_size=16",
+    "train.accelerator=cpu",
+    "train.log_every_n_steps=1",
+]
 # What may look like a warning in a repro's output and is not one. Everything that is, is silenced at its source.
 ALLOWED = ()
 WARNING = re.compile(r"warn|deprecat|LOAD REPORT|MISSING|Traceback", re.IGNORECASE)
@@ -36,24 +40,47 @@ def ran_stages(output: str) -> list[str]:
 def repo(tmp_path_factory, tiny_model_dir) -> Path:
     """A git repo with the project's tracked files, its params pointed at the tiny model and data."""
     repo = tmp_path_factory.mktemp("project")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     for name in listed:
         if name == "dvc.lock" or name.startswith("metrics/") or not (ROOT / name).is_file():
             continue
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
     # Local Hydra groups for the tiny run, so `dvc exp run -S` composes them like the real ones.
-    (repo / "conf/model/tiny_local.yaml").write_text(yaml.safe_dump({
-        "name": "tiny_local", "model_name_or_path": "tiny-bert", "revision": None, "pooling": "cls",
-        "num_layers": None, "source": "dir", "package": None, "dir": str(tiny_model_dir),
-        "sha256": sha256(tiny_model_dir / "model.safetensors")}))
+    (repo / "conf/model/tiny_local.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "tiny_local",
+                "model_name_or_path": "tiny-bert",
+                "revision": None,
+                "pooling": "cls",
+                "num_layers": None,
+                "source": "dir",
+                "package": None,
+                "dir": str(tiny_model_dir),
+                "sha256": sha256(tiny_model_dir / "model.safetensors"),
+            }
+        )
+    )
     data = yaml.safe_load((ROOT / "conf/data/cola.yaml").read_text())
-    data.update(source="dir", dir=str(TINY_COLA), expected_rows=TINY_ROWS,
-                sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))})
+    data.update(
+        source="dir",
+        dir=str(TINY_COLA),
+        expected_rows=TINY_ROWS,
+        sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))},
+    )
     (repo / "conf/data/tiny_local.yaml").write_text(yaml.safe_dump(data))
-    overrides = ["data=tiny_local", "model=tiny_local", *TRAIN_OVERRIDES, "train.num_train_epochs=2",
-                 "train.learning_rate=1e-3", "benchmark.max_sentences=16", "benchmark.warmup=2"]
+    overrides = [
+        "data=tiny_local",
+        "model=tiny_local",
+        *TRAIN_OVERRIDES,
+        "train.num_train_epochs=2",
+        "train.learning_rate=1e-3",
+        "benchmark.max_sentences=16",
+        "benchmark.warmup=2",
+    ]
     from dvc.utils.hydra import compose_and_dump
 
     compose_and_dump(repo / "params.yaml", str(repo / "conf"), None, "config", "", overrides)
@@ -132,13 +159,28 @@ def test_experiment_runs_without_an_activated_venv_and_the_readme_way_back_resto
     (repo / ".venv").symlink_to(Path(sys.executable).parents[1])
     before = snapshot(repo)
     env = {name: value for name, value in os.environ.items() if name not in ("VIRTUAL_ENV", "COLA_PYTHON")}
-    env["PATH"] = os.pathsep.join(part for part in env["PATH"].split(os.pathsep)
-                                  if Path(part).resolve() != Path(sys.executable).parent.resolve())
-    overrides = [arg for o in ("data=tiny_local", "model=tiny_local", *TRAIN_OVERRIDES, "benchmark.max_sentences=16",
-                               "benchmark.warmup=2") for arg in ("-S", o)]
+    env["PATH"] = os.pathsep.join(
+        part for part in env["PATH"].split(os.pathsep) if Path(part).resolve() != Path(sys.executable).parent.resolve()
+    )
+    overrides = [
+        arg
+        for o in (
+            "data=tiny_local",
+            "model=tiny_local",
+            *TRAIN_OVERRIDES,
+            "benchmark.max_sentences=16",
+            "benchmark.warmup=2",
+        )
+        for arg in ("-S", o)
+    ]
     dvc = str(Path(sys.executable).parent / "dvc")
-    result = subprocess.run([dvc, "exp", "run", *overrides, "-S", "train.num_train_epochs=1"], cwd=repo, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [dvc, "exp", "run", *overrides, "-S", "train.num_train_epochs=1"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert ran_stages(result.stdout) == ["train", "evaluate", "export", "benchmark"]
     assert snapshot(repo) != before
@@ -161,14 +203,24 @@ def test_export_and_benchmark_outputs(repo):
     card = json.loads((repo / "models/onnx/model_card.json").read_text())
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
     report = json.loads((repo / "metrics/benchmark.json").read_text())
-    keys = {"latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "throughput_sps_b32", "size_mb", "cold_start_s",
-            "peak_rss_mb", "mcc", "mcc_b32"}
+    keys = {
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "throughput_sps_b32",
+        "size_mb",
+        "cold_start_s",
+        "peak_rss_mb",
+        "mcc",
+        "mcc_b32",
+    }
     for variant in ("torch_fp32", "onnx_fp32", "onnx_int8"):
         assert set(report[variant]) == keys
         assert report[variant]["latency_ms_p50"] <= report[variant]["latency_ms_p99"]
     assert all(-1 <= report[variant]["mcc"] <= 1 for variant in ("torch_fp32", "onnx_fp32", "onnx_int8"))
     assert report["speedup_int8_vs_torch_b1"] == pytest.approx(
-        report["torch_fp32"]["latency_ms_p50"] / report["onnx_int8"]["latency_ms_p50"])
+        report["torch_fp32"]["latency_ms_p50"] / report["onnx_int8"]["latency_ms_p50"]
+    )
     assert report["machine"]["sentences"] == 16
     assert report["machine"]["cores"] == usable_cores()  # tests/test_machine.py checks it under a pinned affinity
 
@@ -177,13 +229,30 @@ def test_plots_render(repo):
     result = run(["dvc", "plots", "show", "--json"], repo)
     plots = json.loads(result.stdout)
     assert "errors" not in plots
-    assert set(plots["data"]) == {"Confusion matrix (validation)", "Loss (train and validation)", "Validation MCC",
-                                  "Throughput at batch 32 (sentences/s)", "metrics/benchmark_plot.csv"}
+    assert set(plots["data"]) == {
+        "Confusion matrix (validation)",
+        "Loss (train and validation)",
+        "Validation MCC",
+        "Throughput at batch 32 (sentences/s)",
+        "metrics/benchmark_plot.csv",
+    }
 
 
 def test_hydra_sweep_through_dvc_experiments(repo):
-    overrides = ["-S", "data=tiny_local", "-S", "model=tiny_local", "-S", "train.num_train_epochs=1",
-                 "-S", "train.batch_size=8", "-S", "train.accelerator=cpu", "-S", "train.log_every_n_steps=1"]
+    overrides = [
+        "-S",
+        "data=tiny_local",
+        "-S",
+        "model=tiny_local",
+        "-S",
+        "train.num_train_epochs=1",
+        "-S",
+        "train.batch_size=8",
+        "-S",
+        "train.accelerator=cpu",
+        "-S",
+        "train.log_every_n_steps=1",
+    ]
     run(["dvc", "exp", "run", "-n", "lr-1e-2", *overrides, "-S", "train.learning_rate=1e-2"], repo)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
     experiments = [exp for rev in shown for exp in (rev.get("experiments") or [])]

@@ -24,8 +24,11 @@ def run(cmd: list[str], repo: Path, check: bool = True) -> subprocess.CompletedP
 
 
 def promote(repo: Path, *extra: str) -> tuple[int, dict, str]:
-    result = run([sys.executable, "-m", "acceptability.promote", "--json-out", "promote.json", "--md-out",
-                  "promote.md", *extra], repo, check=False)
+    result = run(
+        [sys.executable, "-m", "acceptability.promote", "--json-out", "promote.json", "--md-out", "promote.md", *extra],
+        repo,
+        check=False,
+    )
     decision = json.loads((repo / "promote.json").read_text()) if result.returncode in (0, 3) else {}
     return result.returncode, decision, result.stderr
 
@@ -45,17 +48,28 @@ def lock(repo: Path) -> None:
     run(["dvc", "commit", "-f", "-q", "results"], repo)
 
 
-def write_results(repo: Path, predictions: np.ndarray, int8_drop: float = 0.004, int8_p95: float = 8.0,
-                  torch_p95: float = 25.0, size_mb: float = 22.0, locked: bool = True) -> None:
+def write_results(
+    repo: Path,
+    predictions: np.ndarray,
+    int8_drop: float = 0.004,
+    int8_p95: float = 8.0,
+    torch_p95: float = 25.0,
+    size_mb: float = 22.0,
+    locked: bool = True,
+) -> None:
     truth = labels()
     (repo / "metrics").mkdir(exist_ok=True)
-    pd.DataFrame({"idx": np.arange(N), "label": truth, "prediction": predictions,
-                  "p_acceptable": predictions * 0.8 + 0.1}).to_csv(repo / "metrics/predictions.csv", index=False)
+    pd.DataFrame(
+        {"idx": np.arange(N), "label": truth, "prediction": predictions, "p_acceptable": predictions * 0.8 + 0.1}
+    ).to_csv(repo / "metrics/predictions.csv", index=False)
     score = float(mcc(truth, predictions))
     (repo / "metrics/eval.json").write_text(json.dumps({"val": {"mcc": score, "n": N}}))
     (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": int8_drop}))
-    (repo / "metrics/benchmark.json").write_text(json.dumps({
-        "torch_fp32": {"latency_ms_p95": torch_p95}, "onnx_int8": {"latency_ms_p95": int8_p95, "size_mb": size_mb}}))
+    (repo / "metrics/benchmark.json").write_text(
+        json.dumps(
+            {"torch_fp32": {"latency_ms_p95": torch_p95}, "onnx_int8": {"latency_ms_p95": int8_p95, "size_mb": size_mb}}
+        )
+    )
     if locked:
         lock(repo)
 
@@ -81,14 +95,21 @@ def repo(tmp_path) -> Path:
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["dvc", "init", "-q"], repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": 5e-5},
-                                                      "promote": params["promote"]}))
-    outs = [{f"metrics/{name}": {"cache": False}} for name in ("predictions.csv", "eval.json", "export.json",
-                                                                 "benchmark.json")]
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({
-        "stages": {"results": {"cmd": "echo the tests write these files", "outs": outs}},
-        "metrics": ["metrics/eval.json", "metrics/benchmark.json"], "params": ["params.yaml"],
-        "artifacts": {ARTIFACT: {"path": "models/model", "type": "model"}}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": 5e-5}, "promote": params["promote"]}))
+    outs = [
+        {f"metrics/{name}": {"cache": False}}
+        for name in ("predictions.csv", "eval.json", "export.json", "benchmark.json")
+    ]
+    (repo / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "stages": {"results": {"cmd": "echo the tests write these files", "outs": outs}},
+                "metrics": ["metrics/eval.json", "metrics/benchmark.json"],
+                "params": ["params.yaml"],
+                "artifacts": {ARTIFACT: {"path": "models/model", "type": "model"}},
+            }
+        )
+    )
     (repo / ".gitignore").write_text("promote.json\npromote.md\nreport/\n")
     return repo
 
@@ -111,8 +132,7 @@ def test_first_model_then_a_better_challenger_is_promoted_and_reported(repo):
     write_results(repo, predictions_with(850))
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("5.0e-05", "1.0e-04"))
     challenger = commit(repo, "challenger")
-    report = run([sys.executable, "-m", "acceptability.report", "--base", champion, "--out", "report/report.md"],
-                 repo)
+    report = run([sys.executable, "-m", "acceptability.report", "--base", champion, "--out", "report/report.md"], repo)
     assert "gate: PROMOTE" in report.stdout
     markdown = (repo / "report/report.md").read_text()
     truth = labels()
@@ -153,11 +173,14 @@ def test_equal_or_noise_level_challenger_is_kept(repo, fixed, broken):
     assert prod_commit(repo) == champion
 
 
-@pytest.mark.parametrize(("broken", "reason"), [
-    ({"int8_drop": 0.03}, "int8 MCC drop"),
-    ({"int8_p95": 13.0}, "int8 p95 latency ratio"),
-    ({"size_mb": 80.0}, "int8 size (MB)"),
-])
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        ({"int8_drop": 0.03}, "int8 MCC drop"),
+        ({"int8_p95": 13.0}, "int8 p95 latency ratio"),
+        ({"size_mb": 80.0}, "int8 size (MB)"),
+    ],
+)
 def test_guardrail_failure_keeps_the_champion(repo, broken, reason):
     write_results(repo, predictions_with(750))
     champion = commit(repo, "champion")
@@ -242,9 +265,14 @@ def test_ci_promote_script_writes_the_decision_for_the_workflow(repo):
     write_results(repo, predictions_with(750))
     head = commit(repo, "first model")
     outputs = repo.parent / "github_output"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "PYTHON": sys.executable, "GITHUB_OUTPUT": str(outputs),
-           "GITHUB_STEP_SUMMARY": str(repo.parent / "summary.md")}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "PYTHON": sys.executable,
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(repo.parent / "summary.md"),
+    }
     result = subprocess.run(["bash", str(ROOT / ".ci/promote")], cwd=repo, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert outputs.read_text() == "decision=PROMOTE\n"

@@ -27,8 +27,12 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         settings = {f"COLA_SERVE_{k.upper()}": str(v) for k, v in env.items()}
         self.process, self.ready_s = start_server(
-            model_dir, self.port, {"PYTHONPATH": str(pythonpath), "COLA_SERVE_PREDICTION_LOG": str(log), **settings},
-            python=python, stderr=subprocess.PIPE)
+            model_dir,
+            self.port,
+            {"PYTHONPATH": str(pythonpath), "COLA_SERVE_PREDICTION_LOG": str(log), **settings},
+            python=python,
+            stderr=subprocess.PIPE,
+        )
 
     def stop(self) -> None:
         self.process.terminate()
@@ -37,16 +41,18 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
-    running = Server(exported / "models/onnx", tmp_path_factory.mktemp("logs") / "predictions.log",
-                     max_body_bytes=65536)
+    running = Server(
+        exported / "models/onnx", tmp_path_factory.mktemp("logs") / "predictions.log", max_body_bytes=65536
+    )
     yield running
     running.stop()
 
 
 def post(server: Server, body, content_type: str = "application/json", **kwargs) -> httpx.Response:
     content = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    return httpx.post(f"{server.url}/v1/predict", content=content, headers={"Content-Type": content_type},
-                      timeout=30, **kwargs)
+    return httpx.post(
+        f"{server.url}/v1/predict", content=content, headers={"Content-Type": content_type}, timeout=30, **kwargs
+    )
 
 
 def test_predict_returns_labels_and_probabilities_by_name(server, exported):
@@ -78,24 +84,41 @@ def test_health_and_readiness(server):
     assert ready["status"] == "ready" and ready["model_version"]
 
 
-@pytest.mark.parametrize(("body", "content_type", "status", "kind"), [
-    ("{not json", "application/json", 400, "invalid_json"),
-    (b'{"sentences": ["caf\xe9"]}', "application/json", 400, "invalid_encoding"),
-    ('{"sentences": ["ok \\ud98c"]}', "application/json", 422, "invalid_request"),
-    ({"sentences": "one string"}, "application/json", 422, "invalid_request"),
-    ({"sentences": [1, 2]}, "application/json", 422, "invalid_request"),
-    ({"sentences": []}, "application/json", 422, "invalid_request"),
-    ({"sentences": [""]}, "application/json", 422, "invalid_request"),
-    ({"sentences": ["   \t "]}, "application/json", 422, "invalid_request"),
-    ({"sentences": ["ok"] * 65}, "application/json", 422, "invalid_request"),
-    ({"sentences": ["a" * 1001]}, "application/json", 422, "invalid_request"),
-    ({"sentences": ["ok"], "extra": True}, "application/json", 422, "invalid_request"),
-    ([], "application/json", 422, "invalid_request"),
-    ({"sentences": ["ok"]}, "text/plain", 415, "unsupported_media_type"),
-    ("x" * 70000, "application/json", 413, "body_too_large"),
-], ids=["invalid-json", "non-utf8", "lone-surrogate", "wrong-type", "wrong-item-type", "empty-list",
-        "empty-sentence", "blank-sentence", "too-many", "too-long", "unknown-field", "not-an-object",
-        "wrong-content-type", "huge-body"])
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "kind"),
+    [
+        ("{not json", "application/json", 400, "invalid_json"),
+        (b'{"sentences": ["caf\xe9"]}', "application/json", 400, "invalid_encoding"),
+        ('{"sentences": ["ok \\ud98c"]}', "application/json", 422, "invalid_request"),
+        ({"sentences": "one string"}, "application/json", 422, "invalid_request"),
+        ({"sentences": [1, 2]}, "application/json", 422, "invalid_request"),
+        ({"sentences": []}, "application/json", 422, "invalid_request"),
+        ({"sentences": [""]}, "application/json", 422, "invalid_request"),
+        ({"sentences": ["   \t "]}, "application/json", 422, "invalid_request"),
+        ({"sentences": ["ok"] * 65}, "application/json", 422, "invalid_request"),
+        ({"sentences": ["a" * 1001]}, "application/json", 422, "invalid_request"),
+        ({"sentences": ["ok"], "extra": True}, "application/json", 422, "invalid_request"),
+        ([], "application/json", 422, "invalid_request"),
+        ({"sentences": ["ok"]}, "text/plain", 415, "unsupported_media_type"),
+        ("x" * 70000, "application/json", 413, "body_too_large"),
+    ],
+    ids=[
+        "invalid-json",
+        "non-utf8",
+        "lone-surrogate",
+        "wrong-type",
+        "wrong-item-type",
+        "empty-list",
+        "empty-sentence",
+        "blank-sentence",
+        "too-many",
+        "too-long",
+        "unknown-field",
+        "not-an-object",
+        "wrong-content-type",
+        "huge-body",
+    ],
+)
 def test_bad_input_gets_a_clear_4xx(server, body, content_type, status, kind):
     response = post(server, body, content_type)
     assert response.status_code == status
@@ -103,14 +126,22 @@ def test_bad_input_gets_a_clear_4xx(server, body, content_type, status, kind):
 
 
 def test_error_messages_name_the_problem(server):
-    assert post(server, {"sentences": ["ok", " "]}).json()["error"]["message"] == \
-        "sentences.1: must contain a non-space character"
-    assert post(server, {"sentences": ["a" * 1001]}).json()["error"]["message"] == \
-        "sentences.0: is longer than 1000 characters (sentences are rejected, not cut)"
-    assert post(server, '{"sentences": ["ok", "ab\\udc00"]}').json()["error"]["message"] == \
-        "sentences.1: is not valid Unicode (a lone surrogate escape?)"
-    assert post(server, {"sentences": ["ok", "\x1d"]}).json()["error"]["message"] == \
-        "sentences.1: must contain a non-space character"  # blank to str.strip, though not to the regex \S
+    assert (
+        post(server, {"sentences": ["ok", " "]}).json()["error"]["message"]
+        == "sentences.1: must contain a non-space character"
+    )
+    assert (
+        post(server, {"sentences": ["a" * 1001]}).json()["error"]["message"]
+        == "sentences.0: is longer than 1000 characters (sentences are rejected, not cut)"
+    )
+    assert (
+        post(server, '{"sentences": ["ok", "ab\\udc00"]}').json()["error"]["message"]
+        == "sentences.1: is not valid Unicode (a lone surrogate escape?)"
+    )
+    assert (
+        post(server, {"sentences": ["ok", "\x1d"]}).json()["error"]["message"]
+        == "sentences.1: must contain a non-space character"
+    )  # blank to str.strip, though not to the regex \S
     assert "extra: Extra inputs are not permitted" in post(server, {"sentences": ["a"], "extra": 1}).text
 
 
@@ -120,14 +151,18 @@ def test_prometheus_metrics_parse(server):
     post(server, {"sentences": SENTENCES})
     post(server, {"sentences": []})
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text)}
-    requests = {(s.labels["path"], s.labels["status"]): s.value for s in families["cola_http_requests"].samples
-                if s.name.endswith("_total")}
+    requests = {
+        (s.labels["path"], s.labels["status"]): s.value
+        for s in families["cola_http_requests"].samples
+        if s.name.endswith("_total")
+    }
     assert requests[("/v1/predict", "200")] >= 1 and requests[("/v1/predict", "422")] >= 1
     labels = {s.labels["label"] for s in families["cola_predictions"].samples if s.name.endswith("_total")}
     assert labels <= {"acceptable", "unacceptable"} and labels
     assert any(s.name.endswith("_bucket") for s in families["cola_http_request_duration_seconds"].samples)
-    assert [s.labels["version"] for s in families["cola_model_info"].samples] == \
-        [httpx.get(f"{server.url}/readyz").json()["model_version"]]
+    assert [s.labels["version"] for s in families["cola_model_info"].samples] == [
+        httpx.get(f"{server.url}/readyz").json()["model_version"]
+    ]
 
 
 def test_prediction_log_lines_parse_and_hide_the_text(server):
@@ -143,8 +178,10 @@ def test_prediction_log_lines_parse_and_hide_the_text(server):
         assert ECS_FIELDS <= set(record)
         assert record["service"]["version"] == response.json()["model_version"]
         assert record["event"]["dataset"] == "cola.predictions" and record["event"]["duration"] > 0
-        assert record["cola"]["sentence"] == {"sha256": hashlib.sha256(sentence.encode()).hexdigest(),
-                                              "length": len(sentence)}
+        assert record["cola"]["sentence"] == {
+            "sha256": hashlib.sha256(sentence.encode()).hexdigest(),
+            "length": len(sentence),
+        }
         assert record["cola"]["label"] == prediction["label"]
         assert record["cola"]["probabilities"] == pytest.approx(prediction["probabilities"])
     assert SENTENCES[0] not in server.log.read_text()
@@ -160,9 +197,22 @@ def test_openapi_schema_comes_from_the_models(server):
 
 
 def test_schemathesis_finds_no_server_error(server):
-    result = subprocess.run([str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json",
-                             "--checks", "not_a_server_error", "--max-examples", "40", "--seed", "1"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-4000:]
 
 
@@ -188,8 +238,9 @@ def test_full_queue_answers_503_with_retry_after(exported, tmp_path):
 
     async def burst():
         async with httpx.AsyncClient(timeout=30) as http:
-            return await asyncio.gather(*(http.post(f"{busy.url}/v1/predict", json={"sentences": ["ok"] * 40})
-                                          for _ in range(3)))
+            return await asyncio.gather(
+                *(http.post(f"{busy.url}/v1/predict", json={"sentences": ["ok"] * 40}) for _ in range(3))
+            )
 
     try:
         responses = asyncio.run(burst())
@@ -248,9 +299,29 @@ def test_two_workers_run_two_batches_at_once_and_finish_before_stop():
 def test_load_test_reports_every_figure_without_errors(exported, tmp_path):
     out = tmp_path / "serve_load.json"
     result = subprocess.run(
-        [sys.executable, "-m", "acceptability.serving.loadtest", "--model-dir", str(exported / "models/onnx"),
-         "--validation", str(exported / "data/raw/validation.csv"), "--out", str(out), "--duration", "1",
-         "--warmup", "0.5", "--concurrency", "2", "--batch", "4"], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "acceptability.serving.loadtest",
+            "--model-dir",
+            str(exported / "models/onnx"),
+            "--validation",
+            str(exported / "data/raw/validation.csv"),
+            "--out",
+            str(out),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--concurrency",
+            "2",
+            "--batch",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     for phase, batch in (("single", 1), ("batched", 4)):

@@ -22,16 +22,33 @@ from acceptability.serving.batcher import MicroBatcher, QueueFull
 from acceptability.serving.loadtest import rss_mb
 from acceptability.serving.settings import ServeSettings, SettingsError
 
-CONTENT_FREE = ["\x1c", "\x1d", "\x1e", "\x1f", " \x1f ", "\u200b\u200b", "\ufeff", "\x00", "a\x00b",
-                "\ue000\ue001", "\u200d"]
+CONTENT_FREE = [
+    "\x1c",
+    "\x1d",
+    "\x1e",
+    "\x1f",
+    " \x1f ",
+    "\u200b\u200b",
+    "\ufeff",
+    "\x00",
+    "a\x00b",
+    "\ue000\ue001",
+    "\u200d",
+]
 HEAD_TIMEOUT_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def server(exported, tmp_path_factory):
-    running = Server(exported / "models/onnx", tmp_path_factory.mktemp("attack") / "predictions.log",
-                     batch_wait_ms=50, head_timeout_s=HEAD_TIMEOUT_S, max_connections=40, max_header_bytes=8192,
-                     keep_alive_s=2)
+    running = Server(
+        exported / "models/onnx",
+        tmp_path_factory.mktemp("attack") / "predictions.log",
+        batch_wait_ms=50,
+        head_timeout_s=HEAD_TIMEOUT_S,
+        max_connections=40,
+        max_header_bytes=8192,
+        keep_alive_s=2,
+    )
     running.rss_at_ready = rss_mb(running.process.pid)
     yield running
     running.stop()
@@ -134,10 +151,12 @@ def test_a_flood_of_maximum_cost_requests_is_shed_and_recovers_at_once(exported,
     flood_server = Server(exported / "models/onnx", tmp_path / "log", max_queue_tokens=9000, timeout_s=5)
     long = " ".join(["word"] * 200)
     try:
+
         async def flood():
             async with httpx.AsyncClient(timeout=30) as http:
-                return await asyncio.gather(*(http.post(f"{flood_server.url}/v1/predict",
-                                                        json={"sentences": [long] * 64}) for _ in range(40)))
+                return await asyncio.gather(
+                    *(http.post(f"{flood_server.url}/v1/predict", json={"sentences": [long] * 64}) for _ in range(40))
+                )
 
         codes = sorted(r.status_code for r in asyncio.run(flood()))
         started = time.perf_counter()
@@ -213,8 +232,11 @@ def test_metric_labels_stay_bounded_under_random_methods(server):
     for method in ("PROPFIND", "MKCOL", "PURGE", "LINK", "SEARCH"):  # real HTTP methods the API does not serve
         assert httpx.request(method, f"{server.url}/v1/predict", timeout=5).status_code == 405
     text = httpx.get(f"{server.url}/metrics").text
-    methods = {line.split('method="')[1].split('"')[0] for line in text.splitlines()
-               if line.startswith("cola_http_requests_total{")}
+    methods = {
+        line.split('method="')[1].split('"')[0]
+        for line in text.splitlines()
+        if line.startswith("cola_http_requests_total{")
+    }
     assert methods <= {*METHODS, "OTHER"} and "OTHER" in methods
 
 
@@ -222,9 +244,14 @@ def test_health_answers_head_docs_are_off_and_no_5xx_from_odd_requests(server):
     assert httpx.head(f"{server.url}/healthz").status_code == 200
     assert httpx.head(f"{server.url}/readyz").status_code == 200
     assert httpx.get(f"{server.url}/docs").status_code == 404
-    odd = [httpx.get(f"{server.url}/v1/predict"), httpx.get(f"{server.url}/v1/predict?sentence=" + "a" * 2000),
-           httpx.get(f"{server.url}/v1/predict?sentence=%00"), post(server, {"sentences": [["nested"]]}),
-           post(server, "[" * 2000 + "]" * 2000), post(server, '{"sentences": ["' + "9" * 5000 + '"]}')]
+    odd = [
+        httpx.get(f"{server.url}/v1/predict"),
+        httpx.get(f"{server.url}/v1/predict?sentence=" + "a" * 2000),
+        httpx.get(f"{server.url}/v1/predict?sentence=%00"),
+        post(server, {"sentences": [["nested"]]}),
+        post(server, "[" * 2000 + "]" * 2000),
+        post(server, '{"sentences": ["' + "9" * 5000 + '"]}'),
+    ]
     assert [r.status_code // 100 for r in odd] == [4] * len(odd)
     text = httpx.get(f"{server.url}/metrics").text
     assert not [line for line in text.splitlines() if 'status="5' in line]
@@ -241,19 +268,31 @@ def test_no_sentence_text_reaches_any_log(exported, tmp_path):
     assert "secret" not in (tmp_path / "predictions.log").read_text()
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-BODY = st.one_of(JSON.map(json.dumps), st.text(max_size=50), JSON, st.just("[" * 3000 + "]" * 3000),
-                 st.just('{"sentences": [' + "9" * 5000 + "]}"),
-                 st.sampled_from(['{"sentences": ["The cat sat."]}', '{"sentence": "\\u200b"}']))
-PROXY = st.fixed_dictionaries({}, optional={
-    "httpMethod": st.sampled_from(["GET", "POST", "PUT", "HEAD"]) | JSON,
-    "routeKey": st.just("POST /v1/predict"),
-    "headers": st.one_of(st.just({"content-type": "application/json"}), JSON),
-    "queryStringParameters": st.one_of(st.dictionaries(st.just("sentence"), st.text(max_size=30)), JSON),
-    "requestContext": st.one_of(st.just({"http": {"method": "POST"}}), JSON),
-    "body": BODY, "isBase64Encoded": st.booleans() | JSON})
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+BODY = st.one_of(
+    JSON.map(json.dumps),
+    st.text(max_size=50),
+    JSON,
+    st.just("[" * 3000 + "]" * 3000),
+    st.just('{"sentences": [' + "9" * 5000 + "]}"),
+    st.sampled_from(['{"sentences": ["The cat sat."]}', '{"sentence": "\\u200b"}']),
+)
+PROXY = st.fixed_dictionaries(
+    {},
+    optional={
+        "httpMethod": st.sampled_from(["GET", "POST", "PUT", "HEAD"]) | JSON,
+        "routeKey": st.just("POST /v1/predict"),
+        "headers": st.one_of(st.just({"content-type": "application/json"}), JSON),
+        "queryStringParameters": st.one_of(st.dictionaries(st.just("sentence"), st.text(max_size=30)), JSON),
+        "requestContext": st.one_of(st.just({"http": {"method": "POST"}}), JSON),
+        "body": BODY,
+        "isBase64Encoded": st.booleans() | JSON,
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -29,15 +29,27 @@ def lambda_model(exported, monkeypatch):
 
 
 def rest_v1(body: str, content_type: str = "application/json", encoded: bool = False) -> dict:
-    return {"resource": "/v1/predict", "path": "/v1/predict", "httpMethod": "POST",
-            "headers": {"Content-Type": content_type}, "body": body, "isBase64Encoded": encoded,
-            "requestContext": {"stage": "prod", "requestId": "r1"}}
+    return {
+        "resource": "/v1/predict",
+        "path": "/v1/predict",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": content_type},
+        "body": body,
+        "isBase64Encoded": encoded,
+        "requestContext": {"stage": "prod", "requestId": "r1"},
+    }
 
 
 def http_v2(body: str, encoded: bool = False) -> dict:
-    return {"version": "2.0", "routeKey": "POST /v1/predict", "rawPath": "/v1/predict",
-            "headers": {"content-type": "application/json"}, "body": body, "isBase64Encoded": encoded,
-            "requestContext": {"http": {"method": "POST", "path": "/v1/predict"}}}
+    return {
+        "version": "2.0",
+        "routeKey": "POST /v1/predict",
+        "rawPath": "/v1/predict",
+        "headers": {"content-type": "application/json"},
+        "body": body,
+        "isBase64Encoded": encoded,
+        "requestContext": {"http": {"method": "POST", "path": "/v1/predict"}},
+    }
 
 
 def test_lambda_direct_invocation(lambda_model):
@@ -59,19 +71,24 @@ def test_lambda_rest_v1_and_http_v2_events(lambda_model):
     assert json.loads(v1["body"]) == json.loads(v2["body"])
     get = lambda_model.handler({"httpMethod": "GET", "queryStringParameters": {"sentence": SENTENCES[0]}})
     assert json.loads(get["body"])["predictions"][0]["probabilities"] == pytest.approx(
-        json.loads(v1["body"])["predictions"][0]["probabilities"], abs=1e-4)
+        json.loads(v1["body"])["predictions"][0]["probabilities"], abs=1e-4
+    )
 
 
-@pytest.mark.parametrize(("event", "status", "kind"), [
-    (rest_v1("{oops"), 400, "invalid_json"),
-    (rest_v1('{"sentences": ["ok \\ud800"]}'), 422, "invalid_request"),
-    (rest_v1(json.dumps({"sentences": ["ok"]}), "text/plain"), 415, "unsupported_media_type"),
-    (rest_v1(json.dumps({"sentences": ["  "]})), 422, "invalid_request"),
-    (rest_v1(json.dumps({"sentences": ["ok"], "more": 1})), 422, "invalid_request"),
-    (rest_v1("x" * 300_000), 413, "body_too_large"),
-    (http_v2(base64.b64encode(b'{"sentences": ["\xff"]}').decode(), encoded=True), 400, "invalid_encoding"),
-    (http_v2("not base64!", encoded=True), 400, "invalid_encoding"),
-], ids=["invalid-json", "lone-surrogate", "content-type", "blank", "unknown-field", "huge", "non-utf8", "bad-base64"])
+@pytest.mark.parametrize(
+    ("event", "status", "kind"),
+    [
+        (rest_v1("{oops"), 400, "invalid_json"),
+        (rest_v1('{"sentences": ["ok \\ud800"]}'), 422, "invalid_request"),
+        (rest_v1(json.dumps({"sentences": ["ok"]}), "text/plain"), 415, "unsupported_media_type"),
+        (rest_v1(json.dumps({"sentences": ["  "]})), 422, "invalid_request"),
+        (rest_v1(json.dumps({"sentences": ["ok"], "more": 1})), 422, "invalid_request"),
+        (rest_v1("x" * 300_000), 413, "body_too_large"),
+        (http_v2(base64.b64encode(b'{"sentences": ["\xff"]}').decode(), encoded=True), 400, "invalid_encoding"),
+        (http_v2("not base64!", encoded=True), 400, "invalid_encoding"),
+    ],
+    ids=["invalid-json", "lone-surrogate", "content-type", "blank", "unknown-field", "huge", "non-utf8", "bad-base64"],
+)
 def test_lambda_bad_input(lambda_model, event, status, kind):
     response = lambda_model.handler(event)
     assert response["statusCode"] == status and json.loads(response["body"])["error"]["type"] == kind
@@ -79,8 +96,10 @@ def test_lambda_bad_input(lambda_model, event, status, kind):
 
 def test_lambda_names_a_lone_surrogate(lambda_model):
     response = lambda_model.handler(rest_v1('{"sentences": ["ok \\ud800"]}'))
-    assert json.loads(response["body"])["error"]["message"] == \
-        "sentences.0: is not valid Unicode (a lone surrogate escape?)"
+    assert (
+        json.loads(response["body"])["error"]["message"]
+        == "sentences.0: is not valid Unicode (a lone surrogate escape?)"
+    )
 
 
 def copied_by(dockerfile: Path) -> list[tuple[str, str]]:
@@ -100,8 +119,9 @@ def serve_python(tmp_path_factory) -> str:
         return os.environ["COLA_SERVE_PYTHON"]
     venv = tmp_path_factory.mktemp("serve-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin/pip"), "install", "--quiet", "-r", str(ROOT / "requirements-serve.txt")],
-                   check=True)
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "--quiet", "-r", str(ROOT / "requirements-serve.txt")], check=True
+    )
     return str(venv / "bin/python")
 
 
@@ -118,7 +138,11 @@ def test_the_image_contents_serve_from_a_venv_of_the_serving_requirements(export
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, folder / origin.name)
     assert sorted(p.name for p in (app / "acceptability").iterdir()) == [
-        "__init__.py", "hashing.py", "predictor.py", "serving"]
+        "__init__.py",
+        "hashing.py",
+        "predictor.py",
+        "serving",
+    ]
     no_torch = subprocess.run([serve_python, "-c", "import torch"], capture_output=True)
     assert no_torch.returncode != 0  # the serving venv has no torch at all
     server = Server(app / "models/onnx", tmp_path / "log", python=serve_python, pythonpath=app)
@@ -147,32 +171,58 @@ def synthetic_log(path: Path, labels, confidences, lengths) -> None:
     for label, confidence, length in zip(labels, confidences, lengths, strict=True):
         probabilities = {label: confidence, ("unacceptable" if label == "acceptable" else "acceptable"): 1 - confidence}
         sentence = "".join(rng.choice(list("abcdefgh "), size=int(length)))
-        lines += [json.dumps(r) for r in records([sentence], [{"label": label, "probabilities": probabilities}],
-                                                  "req", "fp32-test", 0.001, False)]
+        lines += [
+            json.dumps(r)
+            for r in records(
+                [sentence], [{"label": label, "probabilities": probabilities}], "req", "fp32-test", 0.001, False
+            )
+        ]
     path.write_text("\n".join(lines + ["not a prediction record"]) + "\n")
 
 
 def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(tmp_path):
     rng = np.random.default_rng(1)
     n = 1000
-    validation = pd.DataFrame({"idx": range(n), "sentence": ["x" * int(k) for k in rng.normal(40, 12, n).clip(5)],
-                               "label": 1})
+    validation = pd.DataFrame(
+        {"idx": range(n), "sentence": ["x" * int(k) for k in rng.normal(40, 12, n).clip(5)], "label": 1}
+    )
     p = rng.beta(4, 2, n)
     validation.to_csv(tmp_path / "validation.csv", index=False)
     pd.DataFrame({"idx": range(n), "label": 1, "prediction": (p >= 0.5).astype(int), "p_acceptable": p}).to_csv(
-        tmp_path / "predictions.csv", index=False)
+        tmp_path / "predictions.csv", index=False
+    )
     same = rng.integers(0, n, 800)
-    synthetic_log(tmp_path / "same.log", np.where(p[same] >= 0.5, "acceptable", "unacceptable"),
-                  np.maximum(p[same], 1 - p[same]), validation["sentence"].str.len().to_numpy()[same])
-    synthetic_log(tmp_path / "shifted.log", ["acceptable"] * 800, rng.uniform(0.95, 1.0, 800),
-                  rng.normal(120, 20, 800).clip(5))
+    synthetic_log(
+        tmp_path / "same.log",
+        np.where(p[same] >= 0.5, "acceptable", "unacceptable"),
+        np.maximum(p[same], 1 - p[same]),
+        validation["sentence"].str.len().to_numpy()[same],
+    )
+    synthetic_log(
+        tmp_path / "shifted.log", ["acceptable"] * 800, rng.uniform(0.95, 1.0, 800), rng.normal(120, 20, 800).clip(5)
+    )
     results = {}
     for name in ("same", "shifted"):
         out = tmp_path / f"report-{name}"
-        run = subprocess.run([sys.executable, "-m", "acceptability.serving.monitor", "--log",
-                              str(tmp_path / f"{name}.log"), "--predictions", str(tmp_path / "predictions.csv"),
-                              "--validation", str(tmp_path / "validation.csv"), "--out", str(out),
-                              "--fail-on-drift"], capture_output=True, text=True, cwd=ROOT)
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "acceptability.serving.monitor",
+                "--log",
+                str(tmp_path / f"{name}.log"),
+                "--predictions",
+                str(tmp_path / "predictions.csv"),
+                "--validation",
+                str(tmp_path / "validation.csv"),
+                "--out",
+                str(out),
+                "--fail-on-drift",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         results[name] = (run.returncode, json.loads((out / "summary.json").read_text()))
         assert (out / "drift.png").read_bytes()[:4] == b"\x89PNG"
         assert "| sentence_length |" in (out / "report.md").read_text()
@@ -181,4 +231,7 @@ def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(tmp_path):
     assert same_summary["n_logged"] == 800 and same_summary["skipped_lines"] == 1
     code, shifted = results["shifted"]
     assert code == 1 and {name for name, f in shifted["features"].items() if f["flag"] == "drift"} == {
-        "predicted_acceptable_rate", "confidence", "sentence_length"}
+        "predicted_acceptable_rate",
+        "confidence",
+        "sentence_length",
+    }

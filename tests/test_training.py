@@ -15,8 +15,7 @@ from acceptability.training import TrainPaths, train
 
 
 def train_and_evaluate(folder, params, name: str) -> tuple[dict, dict, pd.DataFrame]:
-    paths = TrainPaths(out=folder / name / "model", checkpoints=folder / name / "ckpt",
-                       dvclive=folder / name / "live")
+    paths = TrainPaths(out=folder / name / "model", checkpoints=folder / name / "ckpt", dvclive=folder / name / "live")
     result = train(params, paths)
     run_stage("evaluate.py", "--model", str(paths.out), "--metrics", str(folder / name / "metrics"))
     metrics = json.loads((folder / name / "metrics" / "eval.json").read_text())
@@ -38,8 +37,13 @@ def test_saved_model_and_evaluation_outputs(prepared, params):
     result, metrics, predictions = train_and_evaluate(prepared, params, "run")
     model_dir = prepared / "run" / "model"
     assert sorted(p.name for p in model_dir.iterdir()) == [
-        "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json",
-        "vocab.txt"]
+        "config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+    ]
     config = json.loads((model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "unacceptable", "1": "acceptable"}
 
@@ -78,9 +82,23 @@ def test_wandb_offline_run_holds_curves_confusion_matrix_and_mistakes(prepared, 
 
 def test_train_benchmark_writes_the_documented_report(prepared):
     out = prepared / "metrics" / "train_benchmark.json"
-    result = subprocess.run([sys.executable, "-m", "acceptability.train_benchmark", "--steps", "3",
-                             "--warmup-steps", "1", "--out", str(out)], cwd=prepared, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "acceptability.train_benchmark",
+            "--steps",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=prepared,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert {"pipeline_sps", "plain_loop_sps", "ratio", "steps", "batch_size"} <= set(report)
@@ -101,8 +119,15 @@ def test_token_pooling_is_saved_and_exported_within_the_parity_gate(prepared, pa
     with safe_open(model_dir / "model.safetensors", "pt") as weights:
         assert not any("pooler" in name for name in weights.keys())  # noqa: SIM118 (safe_open has no __iter__)
     assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
-    run_stage("export.py", "--model", str(model_dir), "--out", str(prepared / pooling / "onnx"),
-              "--metrics", str(prepared / pooling / "export.json"))
+    run_stage(
+        "export.py",
+        "--model",
+        str(model_dir),
+        "--out",
+        str(prepared / pooling / "onnx"),
+        "--metrics",
+        str(prepared / pooling / "export.json"),
+    )
     card = json.loads((prepared / pooling / "onnx" / "model_card.json").read_text())
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
 
@@ -148,8 +173,15 @@ def test_kept_layers_and_balanced_smoothed_clipped_loss_carry_through_training_a
     assert any("encoder.layer.0." in name for name in names)
     assert not any("encoder.layer.1." in name for name in names)
     assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
-    run_stage("export.py", "--model", str(model_dir), "--out", str(prepared / "short" / "onnx"),
-              "--metrics", str(prepared / "short" / "export.json"))
+    run_stage(
+        "export.py",
+        "--model",
+        str(model_dir),
+        "--out",
+        str(prepared / "short" / "onnx"),
+        "--metrics",
+        str(prepared / "short" / "export.json"),
+    )
     card = json.loads((prepared / "short" / "onnx" / "model_card.json").read_text())
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
 

@@ -13,21 +13,38 @@ BIN = Path(sys.executable).parent
 
 
 def test_workflows_match_the_github_schema():
-    result = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.github-workflows", *WORKFLOWS],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dependabot_config_matches_its_schema():
-    result = subprocess.run([BIN / "check-jsonschema", "--builtin-schema", "vendor.dependabot",
-                             ROOT / ".github" / "dependabot.yml"], capture_output=True, text=True)
+    result = subprocess.run(
+        [BIN / "check-jsonschema", "--builtin-schema", "vendor.dependabot", ROOT / ".github" / "dependabot.yml"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_zizmor_finds_nothing_of_medium_severity_or_above():
-    result = subprocess.run([BIN / "zizmor", "--offline", "--persona", "auditor", "--min-severity", "medium",
-                             "--no-progress",
-                             str(ROOT / ".github" / "workflows")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            BIN / "zizmor",
+            "--offline",
+            "--persona",
+            "auditor",
+            "--min-severity",
+            "medium",
+            "--no-progress",
+            str(ROOT / ".github" / "workflows"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout + result.stderr
 
@@ -53,8 +70,9 @@ def test_dvc_pull_script_restores_outputs_from_the_remote(tmp_path):
     dvc = str(BIN / "dvc")
     git(origin, "init", "-q", "-b", "main")
     subprocess.run([dvc, "init", "-q"], cwd=origin, check=True)
-    subprocess.run([dvc, "stage", "add", "-q", "-n", "make", "-o", "out.txt", "echo made > out.txt"], cwd=origin,
-                   check=True)
+    subprocess.run(
+        [dvc, "stage", "add", "-q", "-n", "make", "-o", "out.txt", "echo made > out.txt"], cwd=origin, check=True
+    )
     subprocess.run([dvc, "repro", "-q"], cwd=origin, check=True)
     subprocess.run([dvc, "push", "-q", "-r", "store"], cwd=origin, check=False)  # no remote named yet
     subprocess.run([dvc, "remote", "add", "store", str(remote)], cwd=origin, check=True)
@@ -66,8 +84,13 @@ def test_dvc_pull_script_restores_outputs_from_the_remote(tmp_path):
     env = {**os.environ, "DVC": dvc}
     skipped = subprocess.run(["bash", str(ROOT / ".ci/dvc-pull")], cwd=clone, env=env, capture_output=True, text=True)
     assert skipped.returncode == 0 and "nothing pulled" in skipped.stdout and not (clone / "out.txt").exists()
-    pulled = subprocess.run(["bash", str(ROOT / ".ci/dvc-pull")], cwd=clone, env={**env, "DVC_REMOTE_URL": str(remote)},
-                            capture_output=True, text=True)
+    pulled = subprocess.run(
+        ["bash", str(ROOT / ".ci/dvc-pull")],
+        cwd=clone,
+        env={**env, "DVC_REMOTE_URL": str(remote)},
+        capture_output=True,
+        text=True,
+    )
     assert pulled.returncode == 0, pulled.stderr
     assert (clone / "out.txt").read_text() == "made\n"
     assert git(clone, "status", "--porcelain") == ""  # the CI remote went to .dvc/config.local
@@ -75,18 +98,26 @@ def test_dvc_pull_script_restores_outputs_from_the_remote(tmp_path):
 
 def test_deploy_script_refuses_to_start_without_its_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "ECR_REPOSITORY")}
-    result = subprocess.run(["bash", str(ROOT / ".ci/deploy-image")], cwd=tmp_path, env=env, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["bash", str(ROOT / ".ci/deploy-image")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr == "error: AWS_REGION is not set (a repository variable; see docs/cicd.md)\n"
-    result = subprocess.run(["bash", str(ROOT / ".ci/deploy-image")], cwd=tmp_path,
-                            env={**env, "AWS_REGION": "eu-west-1", "ECR_REPOSITORY": "cola"}, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        ["bash", str(ROOT / ".ci/deploy-image")],
+        cwd=tmp_path,
+        env={**env, "AWS_REGION": "eu-west-1", "ECR_REPOSITORY": "cola"},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stderr.startswith("error: Dockerfile is missing")
 
 
-def test_ruff_finds_nothing():
-    """The lint step of ci.yml, inside the suite too, so `bash .ci/run` catches what GitHub's job would."""
-    result = subprocess.run([BIN / "ruff", "check", "acceptability", "stages", "tests"], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout
+def test_ruff_finds_nothing_and_the_code_is_formatted():
+    """ci.yml's lint, inside the suite, so `bash .ci/run` catches what GitHub's job would: `ruff check` and
+    `ruff format --check` (the code is kept in ruff's format: `make format`)."""
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [BIN / "ruff", *command, "acceptability", "stages", "tests"], cwd=ROOT, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout

@@ -44,20 +44,32 @@ class Metrics:
 
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("cola_http_requests_total", "HTTP requests by route and status",
-                                ["method", "path", "status"], registry=self.registry)
-        self.latency = Histogram("cola_http_request_duration_seconds", "Request latency by route", ["path"],
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-                                 registry=self.registry)
+        self.requests = Counter(
+            "cola_http_requests_total",
+            "HTTP requests by route and status",
+            ["method", "path", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "cola_http_request_duration_seconds",
+            "Request latency by route",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         self.predictions = Counter("cola_predictions_total", "Predicted labels", ["label"], registry=self.registry)
-        self.model = Gauge("cola_model_info", "The model being served", ["version", "variant"],
-                           registry=self.registry)
-        self.waiting = Gauge("cola_batcher_waiting_sentences", "Sentences queued or in a running ONNX call",
-                             registry=self.registry)
-        self.waiting_tokens = Gauge("cola_batcher_waiting_tokens", "Tokens queued or in a running ONNX call",
-                                    registry=self.registry)
-        self.capacity = Gauge("cola_batcher_capacity_tokens", "Tokens the queue admits: what the engine answers "
-                              "within the request timeout", registry=self.registry)
+        self.model = Gauge("cola_model_info", "The model being served", ["version", "variant"], registry=self.registry)
+        self.waiting = Gauge(
+            "cola_batcher_waiting_sentences", "Sentences queued or in a running ONNX call", registry=self.registry
+        )
+        self.waiting_tokens = Gauge(
+            "cola_batcher_waiting_tokens", "Tokens queued or in a running ONNX call", registry=self.registry
+        )
+        self.capacity = Gauge(
+            "cola_batcher_capacity_tokens",
+            "Tokens the queue admits: what the engine answers within the request timeout",
+            registry=self.registry,
+        )
 
 
 class Guard:
@@ -109,8 +121,11 @@ class Guard:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
             except TimeoutError:
-                return error(408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"), \
-                    receive, b""
+                return (
+                    error(408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"),
+                    receive,
+                    b"",
+                )
             if message["type"] == "http.disconnect":
                 return Response(status_code=499), receive, b""
             body += message.get("body", b"")
@@ -172,8 +187,9 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
         metrics.model.labels(app.state.version, predictor.variant).set(1)
         capacity = engine_capacity(predictor, settings)
         metrics.capacity.set(capacity)
-        app.state.batcher = MicroBatcher(predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000,
-                                         capacity, settings.workers)
+        app.state.batcher = MicroBatcher(
+            predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000, capacity, settings.workers
+        )
         app.state.batcher.start()
         metrics.waiting.set_function(lambda: app.state.batcher.waiting)
         metrics.waiting_tokens.set_function(lambda: app.state.batcher.waiting_cost)
@@ -183,8 +199,13 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
         await app.state.batcher.stop(settings.timeout_s)
 
     docs = {} if settings.docs else {"docs_url": None, "redoc_url": None}
-    app = FastAPI(title="CoLA acceptability", version="1", lifespan=lifespan, **docs,
-                  description="Is an English sentence grammatically acceptable? ONNX Runtime, no torch.")
+    app = FastAPI(
+        title="CoLA acceptability",
+        version="1",
+        lifespan=lifespan,
+        **docs,
+        description="Is an English sentence grammatically acceptable? ONNX Runtime, no torch.",
+    )
     app.state.ready = False
     add_error_handlers(app)
     serve = add_routes(app, settings, metrics, logger, predict_request)
@@ -229,8 +250,9 @@ async def predict_or_error(request: Request, sentences: list[str], timeout_s: fl
     try:
         return job.result()
     except QueueFull:
-        return error(503, "overloaded", "more work is waiting than can be answered in time; retry shortly",
-                     {"Retry-After": "1"})
+        return error(
+            503, "overloaded", "more work is waiting than can be answered in time; retry shortly", {"Retry-After": "1"}
+        )
     except ValueError as err:  # the predictor refused this request's input; its batch neighbours were answered
         return error(422, "invalid_request", str(err))
     except Exception:
@@ -254,10 +276,10 @@ def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, 
         version = request.app.state.version
         for result in results:
             metrics.predictions.labels(result["label"]).inc()
-        log_predictions(logger, sentences, results, request_id, version, time.perf_counter() - started,
-                        settings.log_text)
-        return JSONResponse({"model_version": version, "predictions": results},
-                            headers={"X-Request-ID": request_id})
+        log_predictions(
+            logger, sentences, results, request_id, version, time.perf_counter() - started, settings.log_text
+        )
+        return JSONResponse({"model_version": version, "predictions": results}, headers={"X-Request-ID": request_id})
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=errors)
     async def predict_many(request: Request, payload: predict_request) -> Response:  # type: ignore[valid-type]

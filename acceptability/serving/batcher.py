@@ -24,8 +24,9 @@ class Job:
 
 
 class MicroBatcher:
-    def __init__(self, predict: Callable[[list[str]], list], max_batch: int, max_wait_s: float, max_cost: int,
-                 workers: int = 1):
+    def __init__(
+        self, predict: Callable[[list[str]], list], max_batch: int, max_wait_s: float, max_cost: int, workers: int = 1
+    ):
         self.predict, self.max_batch, self.max_wait_s, self.max_cost = predict, max_batch, max_wait_s, max_cost
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.carried: Job | None = None  # taken from the queue but left for the next batch: it did not fit
@@ -120,7 +121,7 @@ class MicroBatcher:
             return
         start = 0
         for job in jobs:
-            settle(job, results[start:start + len(job.sentences)])
+            settle(job, results[start : start + len(job.sentences)])
             start += len(job.sentences)
 
     async def stop(self, timeout_s: float) -> None:

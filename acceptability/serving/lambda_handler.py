@@ -36,9 +36,13 @@ def loaded() -> dict:
     if not _loaded:
         settings = ServeSettings.from_env()
         predictor, version = load_served_model(settings)
-        _loaded.update(settings=settings, predictor=predictor, version=version,
-                       request=request_model(settings.max_sentences, settings.max_chars),
-                       logger=prediction_logger("-", 0, 0))  # CloudWatch takes stdout
+        _loaded.update(
+            settings=settings,
+            predictor=predictor,
+            version=version,
+            request=request_model(settings.max_sentences, settings.max_chars),
+            logger=prediction_logger("-", 0, 0),
+        )  # CloudWatch takes stdout
     return _loaded
 
 
@@ -96,15 +100,23 @@ def proxy_body(event: dict, state: dict):
 def predict(sentences: list[str], request_id: str, state: dict) -> dict:
     started = time.perf_counter()
     results = state["predictor"].predict(sentences)
-    log_predictions(state["logger"], sentences, results, request_id, state["version"],
-                    time.perf_counter() - started, state["settings"].log_text)
+    log_predictions(
+        state["logger"],
+        sentences,
+        results,
+        request_id,
+        state["version"],
+        time.perf_counter() - started,
+        state["settings"].log_text,
+    )
     return {"model_version": state["version"], "predictions": results}
 
 
 def is_proxy_event(event) -> bool:
     context = event.get("requestContext") if isinstance(event, dict) else None
-    return isinstance(event, dict) and ("httpMethod" in event or "routeKey" in event or
-                                        (isinstance(context, dict) and "http" in context))
+    return isinstance(event, dict) and (
+        "httpMethod" in event or "routeKey" in event or (isinstance(context, dict) and "http" in context)
+    )
 
 
 def answer(event, request_id: str) -> tuple[dict, int]:
@@ -127,9 +139,20 @@ def handler(event, context=None):
         result, status = answer(event, request_id)
     except Exception:  # ours, not the caller's: logged without the event, which may hold sentences
         log.exception("request %s failed", request_id)
-        result, status = {"error": {"type": "internal_error", "message": "the prediction failed; see the logs "
-                                    f"of request {request_id}"}}, 500
+        result, status = (
+            {
+                "error": {
+                    "type": "internal_error",
+                    "message": f"the prediction failed; see the logs of request {request_id}",
+                }
+            },
+            500,
+        )
     if not is_proxy_event(event):
         return result
-    return {"statusCode": status, "headers": {"Content-Type": "application/json", "X-Request-ID": request_id},
-            "body": json.dumps(result), "isBase64Encoded": False}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "X-Request-ID": request_id},
+        "body": json.dumps(result),
+        "isBase64Encoded": False,
+    }

@@ -51,12 +51,18 @@ def split_cores() -> tuple[list[int], list[int]]:
     return (cores[:-1], cores[-1:]) if len(cores) >= 2 else (cores, cores)
 
 
-def engine_baseline(model_dir: Path, variant: str, threads: int, cores: list[int], sentences: list[str],
-                    duration_s: float) -> dict:
+def engine_baseline(
+    model_dir: Path, variant: str, threads: int, cores: list[int], sentences: list[str], duration_s: float
+) -> dict:
     """The bare Predictor, one sentence a call, pinned to `cores` with the server's threads: what HTTP could reach."""
     cpu_list = ",".join(map(str, cores))
-    result = subprocess.run(["taskset", "-c", cpu_list, sys.executable, "-c", ENGINE], capture_output=True, text=True,
-                            input=json.dumps([str(model_dir), variant, threads, duration_s, sentences]), timeout=600)
+    result = subprocess.run(
+        ["taskset", "-c", cpu_list, sys.executable, "-c", ENGINE],
+        capture_output=True,
+        text=True,
+        input=json.dumps([str(model_dir), variant, threads, duration_s, sentences]),
+        timeout=600,
+    )
     if result.returncode != 0:
         raise UserError(f"the engine baseline failed:\n{result.stderr[-2000:]}")
     return {**json.loads(result.stdout), "cores": cores, "threads": threads, "variant": variant}
@@ -75,8 +81,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(model_dir: Path, port: int, env: dict, python: str = sys.executable, stderr=None,
-                 prefix: tuple = ()) -> tuple[subprocess.Popen, float]:
+def start_server(
+    model_dir: Path, port: int, env: dict, python: str = sys.executable, stderr=None, prefix: tuple = ()
+) -> tuple[subprocess.Popen, float]:
     """The API's server in a subprocess (after `prefix`, e.g. taskset); returns it and the seconds from launch to
     a 200 from /readyz.
 
@@ -86,15 +93,30 @@ def start_server(model_dir: Path, port: int, env: dict, python: str = sys.execut
 
     started = time.perf_counter()
     server = subprocess.Popen(
-        [*prefix, python, "-m", "acceptability.serving.server", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        env={**os.environ, **env, "COLA_SERVE_MODEL_DIR": str(model_dir)}, stdout=subprocess.DEVNULL,
-        stderr=stderr, text=True)
+        [
+            *prefix,
+            python,
+            "-m",
+            "acceptability.serving.server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, **env, "COLA_SERVE_MODEL_DIR": str(model_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
     while time.perf_counter() - started < 60:
         if server.poll() is not None:
             errors = server.communicate()[1] if stderr is not None else ""
-            raise UserError(f"the API exited with code {server.returncode} before it was ready"
-                            + (f":\n{errors[-3000:]}" if errors else ""))
+            raise UserError(
+                f"the API exited with code {server.returncode} before it was ready"
+                + (f":\n{errors[-3000:]}" if errors else "")
+            )
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return server, time.perf_counter() - started
@@ -105,8 +127,9 @@ def start_server(model_dir: Path, port: int, env: dict, python: str = sys.execut
     raise UserError("the API was not ready within 60 s")
 
 
-async def phase(url: str, sentences: list[str], batch: int, concurrency: int, duration_s: float,
-                max_requests: int, pid: int) -> dict:
+async def phase(
+    url: str, sentences: list[str], batch: int, concurrency: int, duration_s: float, max_requests: int, pid: int
+) -> dict:
     import aiohttp  # its C HTTP parser leaves more of the shared cores to the server than httpx does
 
     latencies, errors, sent, rss = [], 0, 0, [rss_mb(pid)]
@@ -141,12 +164,18 @@ async def phase(url: str, sentences: list[str], batch: int, concurrency: int, du
         await asyncio.gather(sample_rss(), *(client(w, http) for w in range(concurrency)))
     elapsed = time.perf_counter() - began
     ms = np.array(latencies) * 1000
-    return {"requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
-            "sentences_per_s": round(len(latencies) * batch / elapsed, 1),
-            "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-            "p99_ms": round(float(np.percentile(ms, 99)), 2), "errors": errors, "batch": batch,
-            "elapsed_s": round(elapsed, 2), "rss_mb": {"first": round(rss[0], 1), "last": round(rss[-1], 1),
-                                                      "max": round(max(rss), 1)}}
+    return {
+        "requests": len(latencies),
+        "rps": round(len(latencies) / elapsed, 1),
+        "sentences_per_s": round(len(latencies) * batch / elapsed, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p95_ms": round(float(np.percentile(ms, 95)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "errors": errors,
+        "batch": batch,
+        "elapsed_s": round(elapsed, 2),
+        "rss_mb": {"first": round(rss[0], 1), "last": round(rss[-1], 1), "max": round(max(rss), 1)},
+    }
 
 
 def main() -> None:
@@ -158,14 +187,24 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16, help="sentences per request in the batched phase")
     parser.add_argument("--max-requests", type=int, default=200_000, help="per phase")
-    parser.add_argument("--warmup", type=float, default=5.0,
-                        help="seconds of batched requests first, unmeasured: ONNX Runtime's arena grows to the "
-                             "largest batch once, and the RSS figure should show leaks, not that")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=5.0,
+        help="seconds of batched requests first, unmeasured: ONNX Runtime's arena grows to the "
+        "largest batch once, and the RSS figure should show leaks, not that",
+    )
     args = parser.parse_args()
-    if not 0 < args.duration <= MAX_DURATION_S or not 0 < args.concurrency <= MAX_CONCURRENCY or args.batch < 1 \
-            or not 0 <= args.warmup <= MAX_DURATION_S:
-        parser.error(f"--duration must be in (0, {MAX_DURATION_S}], --warmup in [0, {MAX_DURATION_S}], "
-                     f"--concurrency in [1, {MAX_CONCURRENCY}], --batch at least 1")
+    if (
+        not 0 < args.duration <= MAX_DURATION_S
+        or not 0 < args.concurrency <= MAX_CONCURRENCY
+        or args.batch < 1
+        or not 0 <= args.warmup <= MAX_DURATION_S
+    ):
+        parser.error(
+            f"--duration must be in (0, {MAX_DURATION_S}], --warmup in [0, {MAX_DURATION_S}], "
+            f"--concurrency in [1, {MAX_CONCURRENCY}], --batch at least 1"
+        )
     if not args.validation.is_file():
         raise UserError(f"{args.validation} is missing: run `dvc repro download` first")
     sentences = pd.read_csv(args.validation, keep_default_na=False)["sentence"].tolist()
@@ -173,20 +212,23 @@ def main() -> None:
     server_cores, client_cores = split_cores()
     threads = len(server_cores)  # ONNX Runtime would size its pool by the machine's cores, not the pinned ones
     # The prediction log goes to stdout, as the image ships it; start_server sends that to /dev/null.
-    server, ready_s = start_server(args.model_dir, port, {"COLA_SERVE_PREDICTION_LOG": "-",
-                                                          "COLA_SERVE_THREADS": str(threads)},
-                                   prefix=("taskset", "-c", ",".join(map(str, server_cores))))
+    server, ready_s = start_server(
+        args.model_dir,
+        port,
+        {"COLA_SERVE_PREDICTION_LOG": "-", "COLA_SERVE_THREADS": str(threads)},
+        prefix=("taskset", "-c", ",".join(map(str, server_cores))),
+    )
     machine = describe_machine()  # before pinning this process
     os.sched_setaffinity(0, client_cores)
     try:
         url = f"http://127.0.0.1:{port}/v1/predict"
         at_ready = rss_mb(server.pid)
         if args.warmup:
-            asyncio.run(phase(url, sentences, args.batch, args.concurrency, args.warmup, args.max_requests,
-                              server.pid))
+            asyncio.run(phase(url, sentences, args.batch, args.concurrency, args.warmup, args.max_requests, server.pid))
         single = asyncio.run(phase(url, sentences, 1, args.concurrency, args.duration, args.max_requests, server.pid))
-        batched = asyncio.run(phase(url, sentences, args.batch, args.concurrency, args.duration, args.max_requests,
-                                    server.pid))
+        batched = asyncio.run(
+            phase(url, sentences, args.batch, args.concurrency, args.duration, args.max_requests, server.pid)
+        )
         import httpx
 
         version = httpx.get(f"http://127.0.0.1:{port}/readyz").json()["model_version"]
@@ -195,17 +237,27 @@ def main() -> None:
         server.wait(timeout=30)
     engine = engine_baseline(args.model_dir, version.split("-")[0], threads, server_cores, sentences, args.duration)
     rss = [single["rss_mb"]["first"], single["rss_mb"]["max"], batched["rss_mb"]["max"], batched["rss_mb"]["last"]]
-    report = {"single": single, "batched": batched, "concurrency": args.concurrency, "duration_s": args.duration,
-              "startup_to_ready_s": round(ready_s, 3), "model_version": version,
-              "warmup_s": args.warmup, "rss_mb_at_ready": round(at_ready, 1),
-              "rss_growth_pct": round(100 * (max(rss) - rss[0]) / rss[0], 1),  # after the warm-up
-              "rss_growth_from_ready_pct": round(100 * (max(rss) - at_ready) / at_ready, 1),
-              "engine": {**engine, "sps_b1": round(engine["sps_b1"], 1)},
-              "efficiency": round(single["rps"] / engine["sps_b1"], 3),
-              "p99_over_p50": round(single["p99_ms"] / single["p50_ms"], 2),
-              "pinning": {"server_cores": server_cores, "client_cores": client_cores,
-                          "separate": server_cores != client_cores},
-              "machine": machine}
+    report = {
+        "single": single,
+        "batched": batched,
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "startup_to_ready_s": round(ready_s, 3),
+        "model_version": version,
+        "warmup_s": args.warmup,
+        "rss_mb_at_ready": round(at_ready, 1),
+        "rss_growth_pct": round(100 * (max(rss) - rss[0]) / rss[0], 1),  # after the warm-up
+        "rss_growth_from_ready_pct": round(100 * (max(rss) - at_ready) / at_ready, 1),
+        "engine": {**engine, "sps_b1": round(engine["sps_b1"], 1)},
+        "efficiency": round(single["rps"] / engine["sps_b1"], 3),
+        "p99_over_p50": round(single["p99_ms"] / single["p50_ms"], 2),
+        "pinning": {
+            "server_cores": server_cores,
+            "client_cores": client_cores,
+            "separate": server_cores != client_cores,
+        },
+        "machine": machine,
+    }
     write_json(args.out, report)
     print(json.dumps(report, indent=2))
 

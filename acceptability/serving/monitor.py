@@ -63,32 +63,43 @@ def reference(predictions: Path, validation: Path) -> pd.DataFrame:
     if frame.empty:
         raise UserError(f"{predictions} and {validation} share no idx")
     p = frame["p_acceptable"].to_numpy()
-    return pd.DataFrame({"label": np.where(decide(p) == 1, "acceptable", "unacceptable"),
-                         "confidence": np.maximum(p, 1 - p), "length": frame["sentence"].str.len()})
+    return pd.DataFrame(
+        {
+            "label": np.where(decide(p) == 1, "acceptable", "unacceptable"),
+            "confidence": np.maximum(p, 1 - p),
+            "length": frame["sentence"].str.len(),
+        }
+    )
 
 
 def compare(ref: pd.DataFrame, live: pd.DataFrame) -> dict:
     edges = np.unique(np.quantile(ref["length"], np.linspace(0, 1, 11)))
     length_bins = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
     features = {
-        "predicted_acceptable_rate": (np.array([(ref["label"] == "unacceptable").sum(),
-                                                (ref["label"] == "acceptable").sum()]),
-                                      np.array([(live["label"] == "unacceptable").sum(),
-                                                (live["label"] == "acceptable").sum()])),
-        "confidence": (np.histogram(ref["confidence"], CONFIDENCE_BINS)[0],
-                       np.histogram(live["confidence"], CONFIDENCE_BINS)[0]),
+        "predicted_acceptable_rate": (
+            np.array([(ref["label"] == "unacceptable").sum(), (ref["label"] == "acceptable").sum()]),
+            np.array([(live["label"] == "unacceptable").sum(), (live["label"] == "acceptable").sum()]),
+        ),
+        "confidence": (
+            np.histogram(ref["confidence"], CONFIDENCE_BINS)[0],
+            np.histogram(live["confidence"], CONFIDENCE_BINS)[0],
+        ),
         "sentence_length": (np.histogram(ref["length"], length_bins)[0], np.histogram(live["length"], length_bins)[0]),
     }
     summary = {}
     for name, (expected, actual) in features.items():
         value = psi(expected, actual)
         summary[name] = {"psi": round(value, 4), "flag": flag(value)}
-    summary["predicted_acceptable_rate"].update(reference=round(float((ref["label"] == "acceptable").mean()), 4),
-                                                live=round(float((live["label"] == "acceptable").mean()), 4))
-    summary["sentence_length"].update(reference_median=float(ref["length"].median()),
-                                      live_median=float(live["length"].median()))
-    summary["confidence"].update(reference_mean=round(float(ref["confidence"].mean()), 4),
-                                 live_mean=round(float(live["confidence"].mean()), 4))
+    summary["predicted_acceptable_rate"].update(
+        reference=round(float((ref["label"] == "acceptable").mean()), 4),
+        live=round(float((live["label"] == "acceptable").mean()), 4),
+    )
+    summary["sentence_length"].update(
+        reference_median=float(ref["length"].median()), live_median=float(live["length"].median())
+    )
+    summary["confidence"].update(
+        reference_mean=round(float(ref["confidence"].mean()), 4), live_mean=round(float(live["confidence"].mean()), 4)
+    )
     return summary
 
 
@@ -102,8 +113,10 @@ def plot(ref: pd.DataFrame, live: pd.DataFrame, path: Path) -> None:
     rates = [(ref["label"] == "acceptable").mean(), (live["label"] == "acceptable").mean()]
     axes[0].bar(["validation", "logs"], rates, color=["tab:blue", "tab:orange"])
     axes[0].set_title("Predicted acceptable rate")
-    for axis, column, bins, title in ((axes[1], "confidence", CONFIDENCE_BINS, "Confidence"),
-                                      (axes[2], "length", 30, "Sentence length (characters)")):
+    for axis, column, bins, title in (
+        (axes[1], "confidence", CONFIDENCE_BINS, "Confidence"),
+        (axes[2], "length", 30, "Sentence length (characters)"),
+    ):
         axis.hist([ref[column], live[column]], bins=bins, density=True, label=["validation", "logs"])
         axis.set_title(title)
         axis.legend()
@@ -114,12 +127,20 @@ def plot(ref: pd.DataFrame, live: pd.DataFrame, path: Path) -> None:
 
 
 def write_report(summary: dict, n_live: int, skipped: int, n_ref: int, out: Path) -> None:
-    lines = ["# Prediction drift report", "",
-             f"{n_live} logged predictions ({skipped} other lines skipped) against {n_ref} validation sentences.",
-             f"PSI: stable < {MODERATE} <= moderate < {DRIFT} <= drift.", "",
-             "| feature | PSI | flag | validation | logs |", "|---|---|---|---|---|"]
-    pairs = {"predicted_acceptable_rate": ("reference", "live"), "confidence": ("reference_mean", "live_mean"),
-             "sentence_length": ("reference_median", "live_median")}
+    lines = [
+        "# Prediction drift report",
+        "",
+        f"{n_live} logged predictions ({skipped} other lines skipped) against {n_ref} validation sentences.",
+        f"PSI: stable < {MODERATE} <= moderate < {DRIFT} <= drift.",
+        "",
+        "| feature | PSI | flag | validation | logs |",
+        "|---|---|---|---|---|",
+    ]
+    pairs = {
+        "predicted_acceptable_rate": ("reference", "live"),
+        "confidence": ("reference_mean", "live_mean"),
+        "sentence_length": ("reference_median", "live_median"),
+    }
     for name, (ref_key, live_key) in pairs.items():
         item = summary[name]
         shown = f"**{item['flag']}**" if item["flag"] != "stable" else item["flag"]
@@ -143,8 +164,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot(ref, live, args.out / "drift.png")
     write_report(summary, len(live), skipped, len(ref), args.out)
-    write_json(args.out / "summary.json", {"features": summary, "n_logged": len(live), "skipped_lines": skipped,
-                                           "n_reference": len(ref)})
+    write_json(
+        args.out / "summary.json",
+        {"features": summary, "n_logged": len(live), "skipped_lines": skipped, "n_reference": len(ref)},
+    )
     print((args.out / "report.md").read_text())
     if args.fail_on_drift and any(item["flag"] == "drift" for item in summary.values()):
         sys.exit(1)

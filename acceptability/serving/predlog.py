@@ -15,8 +15,11 @@ def prediction_logger(target: str, max_bytes: int, backups: int) -> logging.Logg
     """`-` for stdout, else a file path rotated at max_bytes."""
     logger = logging.getLogger(DATASET)
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stdout) if target == "-" else \
-        RotatingFileHandler(target, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    handler = (
+        logging.StreamHandler(sys.stdout)
+        if target == "-"
+        else RotatingFileHandler(target, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -24,24 +27,35 @@ def prediction_logger(target: str, max_bytes: int, backups: int) -> logging.Logg
     return logger
 
 
-def records(sentences: list[str], predictions: list[dict], request_id: str, model_version: str,
-            duration_s: float, log_text: bool) -> list[dict]:
+def records(
+    sentences: list[str],
+    predictions: list[dict],
+    request_id: str,
+    model_version: str,
+    duration_s: float,
+    log_text: bool,
+) -> list[dict]:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     out = []
     for sentence, prediction in zip(sentences, predictions, strict=True):
         text = {"sha256": hashlib.sha256(sentence.encode("utf-8")).hexdigest(), "length": len(sentence)}
         if log_text:
             text["content"] = sentence
-        out.append({
-            "@timestamp": now,
-            "ecs": {"version": "8.11.0"},
-            "event": {"dataset": DATASET, "kind": "event", "category": ["web"], "duration": int(duration_s * 1e9)},
-            "http": {"request": {"id": request_id}},
-            "service": {"name": "cola-acceptability", "version": model_version},
-            "cola": {"sentence": text, "label": prediction["label"],
-                     "probabilities": prediction["probabilities"],
-                     "confidence": max(prediction["probabilities"].values())},
-        })
+        out.append(
+            {
+                "@timestamp": now,
+                "ecs": {"version": "8.11.0"},
+                "event": {"dataset": DATASET, "kind": "event", "category": ["web"], "duration": int(duration_s * 1e9)},
+                "http": {"request": {"id": request_id}},
+                "service": {"name": "cola-acceptability", "version": model_version},
+                "cola": {
+                    "sentence": text,
+                    "label": prediction["label"],
+                    "probabilities": prediction["probabilities"],
+                    "confidence": max(prediction["probabilities"].values()),
+                },
+            }
+        )
     return out
 
 

@@ -46,29 +46,41 @@ def check_sentence(sentence: str) -> str:
         raise PydanticCustomError("blank", "must contain a non-space character")
     control = CONTROL.search(sentence)
     if control:
-        raise PydanticCustomError("control_character", "contains the control character U+{code}",
-                                  {"code": f"{ord(control.group()):04X}"})
+        raise PydanticCustomError(
+            "control_character", "contains the control character U+{code}", {"code": f"{ord(control.group()):04X}"}
+        )
     if not any(unicodedata.category(char)[0] in "LNPS" for char in sentence):
-        raise PydanticCustomError("no_text", "has no letter, digit, punctuation or symbol (only invisible, "
-                                             "format or private-use characters)")
+        raise PydanticCustomError(
+            "no_text", "has no letter, digit, punctuation or symbol (only invisible, format or private-use characters)"
+        )
     return sentence
 
 
 def request_model(max_sentences: int, max_chars: int) -> type[BaseModel]:
     """`{"sentences": [...]}` with the configured limits. Unknown fields are rejected; a sentence needs a
     non-space character and readable text (check_sentence); longer sentences are refused, not cut."""
-    sentence = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S"),
-                         AfterValidator(check_sentence)]
+    sentence = Annotated[
+        str, StringConstraints(min_length=1, max_length=max_chars, pattern=r"\S"), AfterValidator(check_sentence)
+    ]
     return create_model(
-        "PredictRequest", __config__=ConfigDict(extra="forbid", strict=True),
-        sentences=(list[sentence], Field(min_length=1, max_length=max_sentences,
-                                         description=f"1 to {max_sentences} sentences of 1 to {max_chars} "
-                                                     "characters, not blank")))
+        "PredictRequest",
+        __config__=ConfigDict(extra="forbid", strict=True),
+        sentences=(
+            list[sentence],
+            Field(
+                min_length=1,
+                max_length=max_sentences,
+                description=f"1 to {max_sentences} sentences of 1 to {max_chars} characters, not blank",
+            ),
+        ),
+    )
 
 
-PLAIN = {"string_pattern_mismatch": "must contain a non-space character",
-         "string_unicode": "is not valid Unicode (a lone surrogate escape?)",
-         "string_too_long": "is longer than {max_length} characters (sentences are rejected, not cut)"}
+PLAIN = {
+    "string_pattern_mismatch": "must contain a non-space character",
+    "string_unicode": "is not valid Unicode (a lone surrogate escape?)",
+    "string_too_long": "is longer than {max_length} characters (sentences are rejected, not cut)",
+}
 
 
 def describe(errors: list[dict]) -> str:

@@ -59,8 +59,9 @@ class BoundedProtocol(HttpToolsProtocol):
         if not self.head_done and not self.transport.is_closing():  # all of this chunk was head
             self.head_bytes += len(data)
             if self.head_bytes > self.settings.max_header_bytes:
-                self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n"
-                                     b"connection: close\r\n\r\n")
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                )
                 self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -87,9 +88,17 @@ def main() -> None:
     settings = ServeSettings.from_env()
     BoundedProtocol.settings = settings
     raise_open_files_limit()
-    uvicorn.run("acceptability.serving.app:create_app", factory=True, host=args.host, port=args.port,
-                http=BoundedProtocol, timeout_keep_alive=settings.keep_alive_s, access_log=False,
-                log_level=args.log_level, timeout_graceful_shutdown=int(settings.timeout_s) + 1)
+    uvicorn.run(
+        "acceptability.serving.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        http=BoundedProtocol,
+        timeout_keep_alive=settings.keep_alive_s,
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(settings.timeout_s) + 1,
+    )
 
 
 if __name__ == "__main__":

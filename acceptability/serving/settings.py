@@ -15,24 +15,24 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class ServeSettings:
     model_dir: Path = Path("models/onnx")
-    variant: str = "auto"            # auto: int8 when the model card marks it servable, else fp32
-    threads: int = 0                 # ONNX Runtime intra-op threads per call; 0 = every core
-    workers: int = 1                 # predict calls at once, each in its own thread; threads x workers <= cores
-    max_sentences: int = 64          # per request
-    max_chars: int = 1000            # per sentence; longer ones are rejected, never cut
+    variant: str = "auto"  # auto: int8 when the model card marks it servable, else fp32
+    threads: int = 0  # ONNX Runtime intra-op threads per call; 0 = every core
+    workers: int = 1  # predict calls at once, each in its own thread; threads x workers <= cores
+    max_sentences: int = 64  # per request
+    max_chars: int = 1000  # per sentence; longer ones are rejected, never cut
     max_body_bytes: int = 256 * 1024
-    timeout_s: float = 10.0          # per request, queueing included
-    batch_wait_ms: float = 1.0       # how long the batcher waits to fill a batch; int8 (a call a sentence) gains little
-    max_batch: int = 64              # sentences per predict call (one request is never split); at most 256
-    max_queue_tokens: int = 0        # tokens waiting; beyond this 503 + Retry-After. 0: what the engine answers
-                                     # within timeout_s, measured at start-up
-    head_timeout_s: float = 5.0      # a request line and headers must arrive whole within this (server.py)
-    keep_alive_s: int = 5            # idle keep-alive connections close after this
-    max_connections: int = 200       # open connections; one more is closed at once
-    max_header_bytes: int = 16384    # request line and headers; more is a 400
-    docs: bool = False               # /docs (Swagger UI loads its JavaScript from a CDN, so it is off by default)
-    log_text: bool = False           # put sentences in the prediction log (else their sha256 only)
-    prediction_log: str = "-"        # "-" = stdout, else a file, rotated
+    timeout_s: float = 10.0  # per request, queueing included
+    batch_wait_ms: float = 1.0  # how long the batcher waits to fill a batch; int8 (a call a sentence) gains little
+    max_batch: int = 64  # sentences per predict call (one request is never split); at most 256
+    max_queue_tokens: int = 0  # tokens waiting; beyond this 503 + Retry-After. 0: what the engine answers
+    # within timeout_s, measured at start-up
+    head_timeout_s: float = 5.0  # a request line and headers must arrive whole within this (server.py)
+    keep_alive_s: int = 5  # idle keep-alive connections close after this
+    max_connections: int = 200  # open connections; one more is closed at once
+    max_header_bytes: int = 16384  # request line and headers; more is a 400
+    docs: bool = False  # /docs (Swagger UI loads its JavaScript from a CDN, so it is off by default)
+    log_text: bool = False  # put sentences in the prediction log (else their sha256 only)
+    prediction_log: str = "-"  # "-" = stdout, else a file, rotated
     log_max_bytes: int = 50 * 1024 * 1024
     log_backups: int = 5
 
@@ -55,8 +55,7 @@ class ServeSettings:
                     if kind is float and not math.isfinite(values[field.name]):
                         raise ValueError(raw)
             except ValueError:
-                raise SettingsError(f"{PREFIX}{field.name.upper()}={raw!r} is not a valid "
-                                    f"{kind.__name__}") from None
+                raise SettingsError(f"{PREFIX}{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
         settings = cls(**values)
         settings.check()
         return settings
@@ -66,18 +65,29 @@ class ServeSettings:
             raise SettingsError(f"{PREFIX}VARIANT must be auto, fp32 or int8; found {self.variant!r}")
         from acceptability.predictor import MAX_BATCH
 
-        for name in ("max_sentences", "max_chars", "max_body_bytes", "max_batch", "workers", "keep_alive_s",
-                     "max_connections", "max_header_bytes"):
+        for name in (
+            "max_sentences",
+            "max_chars",
+            "max_body_bytes",
+            "max_batch",
+            "workers",
+            "keep_alive_s",
+            "max_connections",
+            "max_header_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
         if not self.max_sentences <= self.max_batch <= MAX_BATCH:
-            raise SettingsError(f"{PREFIX}MAX_BATCH must be at least {PREFIX}MAX_SENTENCES ({self.max_sentences}) "
-                                f"and at most {MAX_BATCH}, what the predictor takes in one call")
+            raise SettingsError(
+                f"{PREFIX}MAX_BATCH must be at least {PREFIX}MAX_SENTENCES ({self.max_sentences}) "
+                f"and at most {MAX_BATCH}, what the predictor takes in one call"
+            )
         if self.max_queue_tokens < 0:
             raise SettingsError(f"{PREFIX}MAX_QUEUE_TOKENS must be 0 (measured) or positive")
         if not (self.timeout_s > 0 and self.head_timeout_s > 0 and self.batch_wait_ms >= 0):
-            raise SettingsError(f"{PREFIX}TIMEOUT_S and {PREFIX}HEAD_TIMEOUT_S must be positive and "
-                                f"{PREFIX}BATCH_WAIT_MS not negative")
+            raise SettingsError(
+                f"{PREFIX}TIMEOUT_S and {PREFIX}HEAD_TIMEOUT_S must be positive and {PREFIX}BATCH_WAIT_MS not negative"
+            )
 
 
 def choose_variant(settings: ServeSettings, card: dict) -> str:
