@@ -25,7 +25,7 @@ install: $(STAMP) ## Create .venv with the pinned dependencies (the other target
 repro: $(STAMP) ## Run the pipeline with params.yaml (offline: COLA_DIR=../shared/data/cola_public make repro)
 	$(BIN)/dvc repro
 
-test: $(STAMP) ## Run every test, the end-to-end `dvc repro` on a tiny model included (about 5 min)
+test: $(STAMP) ## Run every test: the end-to-end `dvc repro` on a tiny model and both images included (about 6 min)
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## Run the tests except the slow ones (end-to-end pipeline, the images)
