@@ -17,6 +17,7 @@ import httpx
 import pytest
 from conftest import ROOT
 from test_serving import SENTENCES
+from test_serving_packaging import http_v2, rest_v1
 
 from acceptability.predictor import Predictor
 from acceptability.serving.loadtest import free_port
@@ -76,20 +77,31 @@ def images(context) -> dict:
     return {"api": api, "lambda": lam, "build_s": time.perf_counter() - started, "context": context}
 
 
-@pytest.fixture(scope="module")
-def api(images):
-    port, name = free_port(), f"cola-api-{uuid.uuid4().hex[:8]}"
-    started = time.perf_counter()
-    podman("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", "-p", f"127.0.0.1:{port}:8080", images["api"])
-    url = f"http://127.0.0.1:{port}"
-    while time.perf_counter() - started < 60:
+def run_read_only(image: str, *options: str) -> str:
+    """Start `image` detached as its platform runs it, a read-only root with a writable /tmp; its name."""
+    name = f"cola-{uuid.uuid4().hex[:8]}"
+    podman("run", "-d", "--name", name, "--read-only", "--tmpfs", "/tmp", *options, image)
+    return name
+
+
+def wait_ready(url: str, name: str, timeout_s: float = 60) -> None:
+    """Until /readyz answers 200; the container's log in the failure otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
+                return
         except httpx.TransportError:
             time.sleep(0.05)
-    else:
-        raise AssertionError(podman("logs", name, check=False).stderr[-2000:])
+    raise AssertionError(podman("logs", name, check=False).stderr[-2000:])
+
+
+@pytest.fixture(scope="module")
+def api(images):
+    port, started = free_port(), time.perf_counter()
+    name = run_read_only(images["api"], "-p", f"127.0.0.1:{port}:8080")
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, name)
     yield {"url": url, "name": name, "ready_s": time.perf_counter() - started}
     podman("rm", "-f", name, check=False)
 
@@ -122,29 +134,10 @@ def test_api_image_refuses_bad_input_runs_as_10001_without_torch_and_is_healthy(
 
 
 def test_api_image_finishes_requests_in_flight_on_sigterm(images):
-    port, name = free_port(), f"cola-api-{uuid.uuid4().hex[:8]}"
-    podman(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--read-only",
-        "--tmpfs",
-        "/tmp",
-        "-e",
-        "COLA_SERVE_BATCH_WAIT_MS=1500",
-        "-p",
-        f"127.0.0.1:{port}:8080",
-        images["api"],
-    )
+    port = free_port()
+    name = run_read_only(images["api"], "-e", "COLA_SERVE_BATCH_WAIT_MS=1500", "-p", f"127.0.0.1:{port}:8080")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+        wait_ready(f"http://127.0.0.1:{port}", name)
         answers = []
         thread = threading.Thread(
             target=lambda: answers.append(
@@ -218,40 +211,18 @@ class RuntimeAPI:
 
 
 def test_lambda_image_answers_v1_v2_and_direct_events_through_the_runtime_interface_client(images):
-    runtime, name = RuntimeAPI(), f"cola-lambda-{uuid.uuid4().hex[:8]}"
+    runtime = RuntimeAPI()
     body = json.dumps({"sentences": SENTENCES})
-    v1 = {
-        "httpMethod": "POST",
-        "path": "/v1/predict",
-        "headers": {"Content-Type": "application/json"},
-        "body": body,
-        "isBase64Encoded": False,
-        "requestContext": {"stage": "prod"},
-    }
-    v2 = {
-        "version": "2.0",
-        "routeKey": "POST /v1/predict",
-        "headers": {"content-type": "application/json"},
-        "body": body,
-        "isBase64Encoded": False,
-        "requestContext": {"http": {"method": "POST"}},
-    }
+    v1, v2 = rest_v1(body), http_v2(body)  # the events the handler's own tests use
     started = time.perf_counter()
-    podman(
-        "run",
-        "-d",
-        "--name",
-        name,
-        "--read-only",
-        "--tmpfs",
-        "/tmp",
+    name = run_read_only(
+        images["lambda"],
         "--user",
         "993:990",
         "--network",
         "host",
         "-e",
         f"AWS_LAMBDA_RUNTIME_API=127.0.0.1:{runtime.port}",
-        images["lambda"],
     )
     try:
         first_kind, direct = runtime.invoke({"sentences": SENTENCES})
