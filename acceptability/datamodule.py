@@ -8,6 +8,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from acceptability.encode import load_encoded
+from acceptability.errors import UserError
+
+
+def concat_encoded(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Two tokenized splits as one: b's rows after a's."""
+    joined = {key: np.concatenate([a[key], b[key]]) for key in ("idx", "labels", "input_ids", "teacher_logits")}
+    joined["offsets"] = np.concatenate([a["offsets"], b["offsets"][1:] + a["offsets"][-1]])
+    return joined
 
 
 class EncodedSplit(Dataset):
@@ -17,9 +25,11 @@ class EncodedSplit(Dataset):
     def __len__(self) -> int:
         return len(self.arrays["labels"])
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, i: int) -> tuple:
+        """(token ids, label), plus the teacher's logits when the split has them; label -1 = no gold label."""
         start, end = self.arrays["offsets"][i], self.arrays["offsets"][i + 1]
-        return self.arrays["input_ids"][start:end], int(self.arrays["labels"][i])
+        row = (self.arrays["input_ids"][start:end], int(self.arrays["labels"][i]))
+        return row + (self.arrays["teacher_logits"][i],) if "teacher_logits" in self.arrays else row
 
 
 class LengthGroupedBatches:
@@ -69,15 +79,24 @@ class PadCollator:
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
-    def __call__(self, batch: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
-        width = max(len(ids) for ids, _ in batch)
+    def __call__(self, batch: list[tuple]) -> dict[str, torch.Tensor]:
+        width = max(len(item[0]) for item in batch)
         input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ids, _) in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
-            attention_mask[row, : len(ids)] = 1
-        labels = torch.tensor([label for _, label in batch], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        for row, item in enumerate(batch):
+            input_ids[row, : len(item[0])] = torch.from_numpy(item[0].astype(np.int64))
+            attention_mask[row, : len(item[0])] = 1
+        labels = torch.tensor([item[1] for item in batch], dtype=torch.long)
+        collated = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if len(batch[0]) == 3:
+            collated["teacher_logits"] = torch.from_numpy(np.stack([item[2] for item in batch]))
+        return collated
+
+
+def split_loader(path: Path, pad_token_id: int, batch_size: int) -> DataLoader:
+    """A tokenized split in file order, for prediction."""
+    split = EncodedSplit(load_encoded(path))
+    return DataLoader(split, batch_size=batch_size, shuffle=False, collate_fn=PadCollator(pad_token_id))
 
 
 class ColaDataModule(L.LightningDataModule):
@@ -89,9 +108,13 @@ class ColaDataModule(L.LightningDataModule):
         pad_token_id: int,
         num_workers: int = 0,
         seed: int = 0,
+        distill: bool = False,
+        augmented: int = 0,
     ):
+        """distill: train rows carry the teacher's logits; augmented: also train on that many perturbed copies of
+        each train sentence, which have only the teacher's logits (tokenize stage, augmented.npz)."""
         super().__init__()
-        self.seed = seed
+        self.seed, self.distill, self.augmented = seed, distill, augmented
         self.tokenized_dir = Path(tokenized_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.collate = PadCollator(pad_token_id)
@@ -101,7 +124,39 @@ class ColaDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "validation"):
             if split not in self.splits:
-                self.splits[split] = EncodedSplit(load_encoded(self.tokenized_dir / f"{split}.npz"))
+                arrays = load_encoded(self.tokenized_dir / f"{split}.npz")
+                self.splits[split] = EncodedSplit(self.with_teacher(arrays) if split == "train" else arrays)
+
+    def with_teacher(self, train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.distill:
+            train.pop("teacher_logits", None)  # plain cross-entropy: batches as before there was a teacher
+            return train
+        if "teacher_logits" not in train:
+            raise UserError(
+                f"{self.tokenized_dir}/train.npz has no teacher logits: train.distill_weight > 0 needs the "
+                "teacher stage's data/teacher/ (see docs/experiments.md)"
+            )
+        unseen = int(np.isnan(train["teacher_logits"]).any(axis=1).sum())
+        if unseen:
+            raise UserError(
+                f"{self.tokenized_dir}/train.npz: the teacher has no logits for {unseen} train rows: it ran on another "
+                "split (data.calibration_rows, data.split_seed); re-run it (docs/experiments.md) or set "
+                "train.distill_weight=0"
+            )
+        if not self.augmented:
+            return train
+        extra = load_encoded(self.tokenized_dir / "augmented.npz")
+        keep = np.flatnonzero(extra["copy"] < self.augmented)
+        if extra["copy"].max(initial=-1) + 1 < self.augmented:
+            raise UserError(
+                f"train.augmented_per_sentence={self.augmented}, but the teacher labelled only "
+                f"{extra['copy'].max(initial=-1) + 1} copies per sentence (teacher.augment.copies)"
+            )
+        starts, ends = extra["offsets"][keep], extra["offsets"][keep + 1]
+        subset = {key: extra[key][keep] for key in ("idx", "labels", "teacher_logits")}
+        subset["input_ids"] = np.concatenate([extra["input_ids"][a:b] for a, b in zip(starts, ends, strict=True)])
+        subset["offsets"] = np.concatenate([[0], np.cumsum(ends - starts)])
+        return concat_encoded(train, subset)
 
     def loader(self, split: str, **sampling) -> DataLoader:
         return DataLoader(

@@ -8,6 +8,9 @@ from tokenizers import Tokenizer
 
 from acceptability.errors import UserError
 
+# teacher_logits only where the teacher labelled the rows; copy only in augmented.npz (which perturbation of its source)
+KEYS = ("idx", "labels", "input_ids", "offsets", "teacher_logits", "copy")
+
 
 def load_tokenizer(model_dir: str | Path, max_seq_length: int) -> Tokenizer:
     path = Path(model_dir) / "tokenizer.json"
@@ -32,11 +35,23 @@ def encode(tokenizer: Tokenizer, sentences: list[str], batch: int = 1024) -> tup
     return flat, offsets
 
 
-def save_encoded(path: Path, idx, labels, ids: np.ndarray, offsets: np.ndarray) -> None:
+def pad_token_id(tokenizer: Tokenizer) -> int:
+    """BERT's [PAD] or MPNet's <pad>. Padded positions are masked; the id matters where positions count from it."""
+    for token in ("[PAD]", "<pad>"):
+        if tokenizer.token_to_id(token) is not None:
+            return tokenizer.token_to_id(token)
+    return 0
+
+
+def save_encoded(path: Path, idx, labels, ids: np.ndarray, offsets: np.ndarray, **extra) -> None:
+    arrays = {"idx": np.asarray(idx, np.int64), "labels": np.asarray(labels, np.int64)}
+    arrays |= {"input_ids": ids, "offsets": offsets}
+    if extra.get("teacher_logits") is not None:
+        arrays["teacher_logits"] = np.asarray(extra["teacher_logits"], np.float32)
+    if extra.get("copy") is not None:
+        arrays["copy"] = np.asarray(extra["copy"], np.int64)
     with open(path, "wb") as stream:  # a file object stops numpy from appending .npz to the temp name
-        np.savez(
-            stream, idx=np.asarray(idx, np.int64), labels=np.asarray(labels, np.int64), input_ids=ids, offsets=offsets
-        )
+        np.savez(stream, **arrays)
 
 
 def load_encoded(path: str | Path) -> dict[str, np.ndarray]:
@@ -44,7 +59,9 @@ def load_encoded(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UserError(f"{path} is missing: run `dvc repro tokenize` first")
     with np.load(path) as arrays:
-        data = {key: arrays[key] for key in ("idx", "labels", "input_ids", "offsets")}
+        data = {key: arrays[key] for key in KEYS if key in arrays}
+    if "input_ids" not in data or "offsets" not in data:
+        raise UserError(f"{path}: not a tokenized split (no input_ids/offsets); re-run `dvc repro tokenize`")
     if len(data["offsets"]) != len(data["labels"]) + 1:
         raise UserError(f"{path}: offsets must have one more entry than labels")
     return data
@@ -52,3 +69,24 @@ def load_encoded(path: str | Path) -> dict[str, np.ndarray]:
 
 def write_meta(path: Path, meta: dict) -> None:
     path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def tokenize_frames(tokenizer: Tokenizer, frames: dict, folder: Path, max_len: int, teacher: dict | None = None):
+    """Each frame (idx, sentence, label) to folder/<name>.npz, with its teacher logits when given; returns meta."""
+    meta = {"max_seq_length": max_len, "pad_token_id": pad_token_id(tokenizer), "splits": {}}
+    for name, frame in frames.items():
+        ids, offsets = encode(tokenizer, frame["sentence"].tolist())
+        logits = (teacher or {}).get(name)
+        copy = frame["copy"] if "copy" in frame else None
+        save_encoded(
+            folder / f"{name}.npz", frame["idx"], frame["label"], ids, offsets, teacher_logits=logits, copy=copy
+        )
+        lengths = offsets[1:] - offsets[:-1]
+        meta["splits"][name] = {  # a split may be empty: data.calibration_rows=0 holds nothing out
+            "n": len(frame),
+            "max_tokens": int(lengths.max(initial=0)),
+            "mean_tokens": round(float(lengths.mean()), 2) if len(frame) else 0.0,
+            "at_max_length": int((lengths >= max_len).sum()),
+        }
+    write_meta(folder / "meta.json", meta)
+    return meta

@@ -24,8 +24,31 @@ def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
     return result
 
 
-def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Path) -> dict:
+def calibration_outputs(frame: pd.DataFrame, logits: np.ndarray, temperature: float, metrics_dir: Path) -> dict:
+    """ECE before and after the model's temperature, a reliability table of each for the DVC plot, and the check
+    that calibration moved no decision (MCC the same both ways)."""
+    from acceptability.calibration import ece, probabilities, reliability
+
+    labels = frame["label"].to_numpy()
+    variants = {"calibrated": probabilities(logits), "uncalibrated": probabilities(logits * temperature)}
+    for name, probs in variants.items():
+        with atomic_path(metrics_dir / "reliability" / f"{name}.csv") as tmp:
+            pd.DataFrame(reliability(probs, labels)).to_csv(tmp, index=False)
+    mcc = {name: scores(labels, decide(probs[:, 1]))["mcc"] for name, probs in variants.items()}
+    if mcc["calibrated"] != mcc["uncalibrated"]:
+        raise UserError(f"calibration changed the decisions: val MCC {mcc['uncalibrated']} -> {mcc['calibrated']}")
+    return {
+        "temperature": temperature,
+        "ece": ece(variants["calibrated"], labels),
+        "ece_uncalibrated": ece(variants["uncalibrated"], labels),
+        "mcc_uncalibrated": mcc["uncalibrated"],
+    }
+
+
+def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Path, calibration=None) -> dict:
     result = score_predictions(frame, p_acceptable)
+    if calibration is not None:
+        result["calibration"] = calibration
     write_json(metrics_dir / "eval.json", result)
     predictions = pd.DataFrame(
         {
@@ -44,9 +67,10 @@ def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Pa
 
 def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, batch_size: int) -> dict:
     """Predict every validation sentence with the saved model and write eval.json, predictions and mistakes."""
+    from acceptability.calibration import probabilities
     from acceptability.datamodule import ColaDataModule
     from acceptability.module import load_classifier
-    from acceptability.predict import predict_acceptable
+    from acceptability.predict import predict_logits
 
     frame = read_split(raw / "validation.csv")
     meta = json.loads((tokenized / "meta.json").read_text())
@@ -55,5 +79,7 @@ def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, bat
     if not np.array_equal(datamodule.splits["validation"].arrays["idx"], frame["idx"].to_numpy()):
         raise UserError(f"{tokenized}/validation.npz and {raw}/validation.csv disagree on idx: re-run `dvc repro`")
     model = load_classifier(model_dir)
-    p_acceptable = predict_acceptable(model, datamodule.val_dataloader(), desc="evaluate")
-    return write_outputs(frame, p_acceptable, metrics_dir)
+    logits = predict_logits(model, datamodule.val_dataloader(), desc="evaluate")
+    (metrics_dir / "reliability").mkdir(parents=True, exist_ok=True)
+    calibration = calibration_outputs(frame, logits, model.temperature, metrics_dir)
+    return write_outputs(frame, probabilities(logits)[:, 1], metrics_dir, calibration)

@@ -1,11 +1,13 @@
 """Export a saved classifier to ONNX (fp32), fuse its graph for ONNX Runtime, and quantize it to int8."""
 
+import json
 import logging
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -82,3 +84,81 @@ def quantize_int8(source: Path, out: Path, per_channel: bool, reduce_range: bool
             )
         finally:
             logging.getLogger().removeFilter(hint)
+
+
+def calibration_report(labels: np.ndarray, logits: np.ndarray, temperature: float) -> dict:
+    """ECE of one variant's (already calibrated) logits, and of the same logits before calibration."""
+    from acceptability.calibration import ece, probabilities
+
+    return {
+        "ece": ece(probabilities(logits), labels),
+        "ece_uncalibrated": ece(probabilities(logits * temperature), labels),
+    }
+
+
+def build_variants(model_dir: Path, folder: Path, cfg: dict) -> torch.nn.Module:
+    """model.onnx (fp32), model.int8.onnx and tokenizer.json into folder; returns the torch model."""
+    from acceptability.inference.card import VARIANT_FILES
+
+    config = json.loads((model_dir / "config.json").read_text())
+    fp32 = folder / VARIANT_FILES["fp32"]
+    model = export_fp32(model_dir, fp32, int(cfg["opset"]))
+    shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
+    to_quantize = fp32
+    if cfg["fuse"]:
+        to_quantize = folder / "fused.tmp.onnx"
+        fuse(fp32, to_quantize, config["num_attention_heads"], config["hidden_size"])
+    quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], bool(cfg["per_channel"]), bool(cfg["reduce_range"]))
+    if cfg["fuse"]:
+        to_quantize.unlink()
+    return model
+
+
+def export_onnx(model_dir: Path, tokenized: Path, out: Path, cfg: dict, max_len: int, model_name: str) -> dict:
+    """Export, gate and card: fp32 logits within cfg's max_abs_logit_diff of torch on the whole validation set
+    (else UserError); int8 servable when its MCC drop is within max_int8_mcc_drop. Returns the stage's metrics."""
+    import onnxruntime as ort
+
+    from acceptability.atomic import atomic_path
+    from acceptability.encode import load_encoded
+    from acceptability.errors import UserError
+    from acceptability.inference.card import VARIANT_FILES, build_card, write_card
+    from acceptability.parity import onnx_logits, torch_logits, variant_metrics
+
+    arrays = load_encoded(tokenized / "validation.npz")
+    with atomic_path(out) as folder:
+        folder.mkdir()
+        model = build_variants(model_dir, folder, cfg)
+        sessions = {
+            variant: ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+            for variant, name in VARIANT_FILES.items()
+        }
+        # Parity on padded batches (this also checks the dynamic axes), then the metrics at batch 1: int8's
+        # activation scales are computed per call, so a sentence's own call is what it gets when served alone.
+        max_diff = float(abs(onnx_logits(sessions["fp32"], arrays, 64) - torch_logits(model, arrays, 64)).max())
+        if max_diff > float(cfg["max_abs_logit_diff"]):
+            raise UserError(
+                f"parity gate: ONNX fp32 logits differ from torch by up to {max_diff:.2e} on the "
+                f"validation set; export.max_abs_logit_diff allows {cfg['max_abs_logit_diff']}"
+            )
+        logits = {variant: onnx_logits(session, arrays, 1) for variant, session in sessions.items()}
+        labels, temperature = arrays["labels"], model.temperature
+        metrics = {
+            variant: variant_metrics(labels, values) | calibration_report(labels, values, temperature)
+            for variant, values in logits.items()
+        }
+        drop = metrics["fp32"]["mcc"] - metrics["int8"]["mcc"]
+        gates = {
+            "fp32_max_abs_logit_diff": max_diff,
+            "int8_mcc_drop": drop,
+            "int8_agreement": float((logits["fp32"].argmax(1) == logits["int8"].argmax(1)).mean()),
+            "int8_servable": drop <= float(cfg["max_int8_mcc_drop"]),
+        }
+        results = {"metrics": metrics, "gates": gates, "int8_servable": gates["int8_servable"]}
+        results["calibration"] = {
+            "temperature": temperature,
+            "method": "temperature scaling",
+            "fitted_on": "calibration split",
+        }
+        write_card(folder, build_card(folder, cfg, max_len, model_name, results))
+    return {"onnx_fp32": metrics["fp32"], "onnx_int8": metrics["int8"], "calibration_temperature": temperature, **gates}

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchmetrics.classification import BinaryAccuracy, BinaryMatthewsCorrCoef
 from transformers import AutoConfig, AutoModelForSequenceClassification, get_linear_schedule_with_warmup
 from transformers.utils import logging as transformers_logging
@@ -44,8 +45,18 @@ class SentenceClassifier(torch.nn.Module):
                 model.base_model.pooler = None  # unused outside cls; DDP rejects parameters without gradients
         model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier
         self.model, self.pooling = model, pooling
+        # Fitted after training (acceptability.calibration) and saved in config.json: the logits leave divided by
+        # it, so torch, both ONNX exports (traced from this forward), the API and Lambda give the same probabilities.
+        self.temperature = float(getattr(model.config, "calibration_temperature", 1.0))
+
+    def set_temperature(self, temperature: float) -> None:
+        self.temperature = self.model.config.calibration_temperature = float(temperature)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.pooled_logits(input_ids, attention_mask)
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
+    def pooled_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -187,6 +198,8 @@ class AcceptabilityClassifier(L.LightningModule):
         num_layers: int | None = None,
         class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
+        distill_weight: float = 0.0,
+        distill_temperature: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -202,22 +215,39 @@ class AcceptabilityClassifier(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(input_ids, attention_mask)
 
+    def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Cross-entropy on the gold labels; with a teacher, mixed with the distillation loss on its logits."""
+        hp, labels = self.hparams, batch["labels"]
+        if "teacher_logits" not in batch or hp.distill_weight == 0:
+            return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=hp.label_smoothing)
+        gold = labels >= 0  # perturbed sentences have only the teacher's logits (label -1)
+        hard = logits.new_zeros(())
+        if gold.any():
+            hard = F.cross_entropy(
+                logits[gold], labels[gold], weight=self.class_weights, label_smoothing=hp.label_smoothing
+            )
+        t = hp.distill_temperature  # Hinton et al.: soft targets at T, the gradient scaled back by T^2
+        soft = F.kl_div(
+            F.log_softmax(logits / t, dim=-1),
+            F.log_softmax(batch["teacher_logits"] / t, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        ) * (t * t)
+        return (1 - hp.distill_weight) * hard + hp.distill_weight * soft
+
     def step(self, batch: dict, split: str) -> torch.Tensor:
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = torch.nn.functional.cross_entropy(
-            logits, batch["labels"], weight=self.class_weights, label_smoothing=self.hparams.label_smoothing
-        )
-        predictions = logits.argmax(dim=-1)
+        loss = self.loss(logits, batch)
+        gold = batch["labels"] >= 0
+        predictions, labels = logits.argmax(dim=-1)[gold], batch["labels"][gold]
         on_step = split == "train"
-        self.log(
-            f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(predictions)
-        )
+        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(logits))
         if split == "train":
-            self.train_mcc.update(predictions, batch["labels"])
+            self.train_mcc.update(predictions, labels)
             self.log("train/mcc", self.train_mcc, on_step=False, on_epoch=True)
         else:
-            self.val_mcc.update(predictions, batch["labels"])
-            self.val_accuracy.update(predictions, batch["labels"])
+            self.val_mcc.update(predictions, labels)
+            self.val_accuracy.update(predictions, labels)
             self.log("val/mcc", self.val_mcc, on_epoch=True, prog_bar=True)
             self.log("val/accuracy", self.val_accuracy, on_epoch=True)
         return loss

@@ -41,7 +41,7 @@ def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
             f"params.yaml: model.name {model.get('name')!r} is not a model group; "
             f"known groups in {conf_dir / 'model'}: {', '.join(known)}"
         )
-    check_pooling(model.get("pooling", "cls"))
+    check_pooling(model.get("pooling"))
     if model.get("num_layers") is not None:
         positive(model, "num_layers", int, "model")
 
@@ -79,7 +79,7 @@ def check_train(train: dict) -> None:
     fraction(train, "warmup_ratio", "train")
     if train.get("head_learning_rate") is not None:
         positive(train, "head_learning_rate", float, "train")
-    decay = train.get("layerwise_lr_decay", 1.0)
+    decay = train.get("layerwise_lr_decay")
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
         raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
     if train.get("class_weights") not in (None, "balanced"):
@@ -92,3 +92,18 @@ def check_train(train: dict) -> None:
         positive(train, "gradient_clip_val", float, "train")
     if "num_nodes" in train:
         positive(train, "num_nodes", int, "train")
+    check_distillation(train)
+
+
+def check_distillation(train: dict) -> None:
+    weight, copies = train.get("distill_weight"), train.get("augmented_per_sentence")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+        raise UserError(f"params.yaml: train.distill_weight must be in [0, 1] (0 = no teacher), found {weight!r}")
+    positive(train, "distill_temperature", float, "train")
+    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
+        raise UserError(f"params.yaml: train.augmented_per_sentence must be an integer >= 0, found {copies!r}")
+    if copies and not weight:
+        raise UserError(
+            "params.yaml: train.augmented_per_sentence > 0 needs train.distill_weight > 0: the perturbed sentences "
+            "have only the teacher's logits, no gold label"
+        )

@@ -15,3 +15,14 @@ def predict_acceptable(model: torch.nn.Module, loader, desc: str = "predict") ->
         logits = model(batch["input_ids"], batch["attention_mask"])
         chunks.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
     return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, loader, desc: str = "logits") -> np.ndarray:
+    """(n, 2) logits per row, in loader order."""
+    model.eval()
+    chunks = [
+        model(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
+        for batch in progress(loader, desc=desc, unit="batches")
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 2), np.float32)

@@ -7,10 +7,13 @@ import importlib.metadata
 import importlib.util
 import json
 import shutil
+import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 from acceptability.errors import UserError
-from acceptability.hashing import sha256_file
+from acceptability.inference.hashing import sha256_file
 
 WEIGHTS = "model.safetensors"
 MODEL_FILES = [
@@ -33,6 +36,39 @@ def package_folder(package: str | None) -> Path | None:
         return None
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     return folder if (folder / WEIGHTS).is_file() else None
+
+
+def split_archive_parts(distributions: list[str]) -> list[Path]:
+    """The pieces of a split zip (`*.zip.001`, `*.zip.002`, ...), one per installed distribution, in order."""
+    parts = []
+    for name in distributions:
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            return []
+        pieces = [file for file in files if ".zip." in file.name and file.suffix[1:].isdigit()]
+        if len(pieces) != 1:
+            raise UserError(f"package {name} should hold one piece of a split zip (*.zip.NNN), found {len(pieces)}")
+        parts.append(Path(pieces[0].locate()))
+    return parts
+
+
+def reassemble(parts: list[Path], target: Path) -> None:
+    """Concatenate the pieces into one zip and copy the model folder in it (the one with config.json) to target."""
+    with tempfile.TemporaryDirectory(prefix="parts-", dir=target.parent) as staging:
+        archive = Path(staging) / "model.zip"
+        with open(archive, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as piece:
+                    shutil.copyfileobj(piece, out, 16 << 20)
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                configs = [name for name in zipped.namelist() if name.endswith("config.json")]
+                folder = min(configs, key=len).rsplit("config.json", 1)[0]  # the top-level model folder
+                zipped.extractall(staging, [name for name in zipped.namelist() if name.startswith(folder)])
+        except (zipfile.BadZipFile, ValueError, OSError, zlib.error) as err:  # a truncated or foreign piece
+            raise UserError(f"the pieces {[part.name for part in parts]} do not make a model zip: {err}") from None
+        copy_model_files(Path(staging) / folder, target)
 
 
 def check_sha256(path: Path, expected: str | None) -> str:
@@ -93,17 +129,23 @@ def ensure_fast_tokenizer(folder: Path) -> None:
 
 def fetch_pretrained(cfg: dict, target: Path) -> dict:
     """Put the model named by the `model` params section into `target` (which must not exist); return a record."""
-    source = cfg.get("source", "auto")
+    source = cfg.get("source")
     if source not in SOURCES:
         raise UserError(f"params.yaml: model.source must be one of {', '.join(SOURCES)}; found {source!r}")
     expected = cfg.get("sha256")
     packaged = package_folder(cfg.get("package"))
+    parts = split_archive_parts(cfg.get("package_parts") or [])
     record = {"model_name_or_path": cfg["model_name_or_path"], "revision": cfg.get("revision")}
     if source == "auto":
-        verifies = packaged is not None and sha256_file(packaged / WEIGHTS) == expected
+        verifies = (packaged is not None and sha256_file(packaged / WEIGHTS) == expected) or bool(parts)
         source = "package" if verifies else "hub"
-        record["auto_reason"] = "package installed and verified" if verifies else "package missing or unverified"
-    if source == "package":
+        record["auto_reason"] = "package installed (verified)" if verifies else "package missing or unverified"
+    if source == "package" and parts:  # verified below, after reassembly: a bad piece fails, never falls back
+        reassemble(parts, target)
+        record["location"] = "packages:" + ",".join(
+            f"{name}=={importlib.metadata.version(name)}" for name in cfg["package_parts"]
+        )
+    elif source == "package":
         if packaged is None:
             raise UserError(
                 f"model.source=package but the package {cfg.get('package')!r} is not installed "

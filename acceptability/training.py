@@ -1,4 +1,4 @@
-"""train(params) -> metrics: the whole training run, callable from the stage script and from tests."""
+"""train(model, train) -> metrics: the whole training run, callable from the stage script and from tests."""
 
 import json
 import logging
@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
@@ -17,13 +17,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import read_split
+from acceptability.config import ModelShape, TrainConfig
 from acceptability.console import LINE_EVERY_S, on_terminal
 from acceptability.datamodule import ColaDataModule
 from acceptability.encode import load_encoded
-from acceptability.hashing import sha256_file
+from acceptability.inference.hashing import sha256_file
 from acceptability.interrupt import StopOnSigint
 from acceptability.module import AcceptabilityClassifier, balanced_class_weights
-from acceptability.params import check_model, check_train, section
 from acceptability.predict import predict_acceptable
 from acceptability.pretrained import MODEL_FILES, WEIGHTS
 from acceptability.tracking import log_wandb_results, make_loggers, wandb_logger
@@ -40,7 +40,6 @@ class TrainPaths:
 
 
 RUN_RECORD = "run.json"
-MODEL_KEYS = ("name", "pooling", "num_layers")  # what training reads of the `model` section (dvc.yaml lists them)
 
 
 class EpochLines(L.Callback):
@@ -82,7 +81,7 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
 def build_trainer(
-    train: dict, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
+    train: TrainConfig, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
 ) -> tuple[L.Trainer, L.Callback]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
@@ -93,17 +92,17 @@ def build_trainer(
     checkpoint = ModelCheckpoint(
         dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max", save_top_k=1, save_last=True
     )
-    stopping = EarlyStopping(monitor="val/mcc", mode="max", patience=int(train["early_stopping_patience"]))
+    stopping = EarlyStopping(monitor="val/mcc", mode="max", patience=int(train.early_stopping_patience))
     trainer = L.Trainer(
-        max_epochs=int(train["num_train_epochs"]),
-        accelerator=train.get("accelerator", "auto"),
-        devices=train.get("devices", 1),
-        num_nodes=int(train.get("num_nodes", 1)),
-        strategy=train.get("strategy", "auto"),
-        precision=train.get("precision", "32-true"),
-        deterministic=bool(train.get("deterministic", True)),
+        max_epochs=int(train.num_train_epochs),
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=int(train.num_nodes),
+        strategy=train.strategy,
+        precision=train.precision,
+        deterministic=bool(train.deterministic),
         logger=loggers,
-        gradient_clip_val=train.get("gradient_clip_val"),
+        gradient_clip_val=train.gradient_clip_val,
         gradient_clip_algorithm="norm",  # null: no clipping
         callbacks=[
             checkpoint,
@@ -113,7 +112,7 @@ def build_trainer(
         ],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
         use_distributed_sampler=False,
-        log_every_n_steps=int(train.get("log_every_n_steps", 10)),
+        log_every_n_steps=int(train.log_every_n_steps),
         num_sanity_val_steps=0,
         default_root_dir=paths.checkpoints,
         enable_progress_bar=on_terminal(),
@@ -127,11 +126,11 @@ def is_launching_process() -> bool:
     return int(os.environ.get("NODE_RANK", 0)) == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
-def run_fingerprint(model_cfg: dict, train_cfg: dict, paths: TrainPaths) -> str:
+def run_fingerprint(model: ModelShape, train: TrainConfig, paths: TrainPaths) -> str:
     """What a checkpoint must have been trained on to be resumed: the params and the input files."""
     inputs = {
-        "model": model_cfg,
-        "train": train_cfg,
+        "model": asdict(model),
+        "train": asdict(train),
         "train.npz": sha256_file(paths.tokenized / "train.npz"),
         "pretrained": sha256_file(paths.pretrained / WEIGHTS),
     }
@@ -160,56 +159,70 @@ def save_model(module: AcceptabilityClassifier, pretrained: Path, out: Path) -> 
 
 
 def build(
-    model_cfg: dict, train_cfg: dict, pretrained: Path, tokenized: Path
+    model: ModelShape, train: TrainConfig, pretrained: Path, tokenized: Path
 ) -> tuple[ColaDataModule, AcceptabilityClassifier]:
-    """The data module and the LightningModule that the params describe (shared with train_benchmark)."""
+    """The data module and the LightningModule that the configs describe (shared with train_benchmark)."""
     meta = json.loads((tokenized / "meta.json").read_text())
     datamodule = ColaDataModule(
         tokenized,
-        int(train_cfg["batch_size"]),
-        int(train_cfg["eval_batch_size"]),
+        int(train.batch_size),
+        int(train.eval_batch_size),
         meta["pad_token_id"],
-        int(train_cfg.get("num_workers", 0)),
-        int(train_cfg["seed"]),
+        int(train.num_workers),
+        int(train.seed),
+        distill=float(train.distill_weight) > 0,
+        augmented=int(train.augmented_per_sentence),
     )
-    head_lr = train_cfg.get("head_learning_rate")
     weights = None
-    if train_cfg.get("class_weights") == "balanced":
+    if train.class_weights == "balanced":
         weights = balanced_class_weights(load_encoded(tokenized / "train.npz")["labels"])
     module = AcceptabilityClassifier(
         str(pretrained),
-        float(train_cfg["learning_rate"]),
-        float(train_cfg["weight_decay"]),
-        float(train_cfg["warmup_ratio"]),
-        pooling=model_cfg.get("pooling", "cls"),
-        head_learning_rate=float(head_lr) if head_lr else None,
-        layerwise_lr_decay=float(train_cfg.get("layerwise_lr_decay", 1.0)),
-        dropout=train_cfg.get("dropout"),
-        num_layers=model_cfg.get("num_layers"),
+        float(train.learning_rate),
+        float(train.weight_decay),
+        float(train.warmup_ratio),
+        pooling=model.pooling,
+        head_learning_rate=float(train.head_learning_rate) if train.head_learning_rate else None,
+        layerwise_lr_decay=float(train.layerwise_lr_decay),
+        dropout=train.dropout,
+        num_layers=model.num_layers,
         class_weights=weights,
-        label_smoothing=float(train_cfg.get("label_smoothing", 0.0)),
+        label_smoothing=float(train.label_smoothing),
+        distill_weight=float(train.distill_weight),
+        distill_temperature=float(train.distill_temperature),
     )
     return datamodule, module
 
 
-def train(params: dict, paths: TrainPaths | None = None) -> dict:
+def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int) -> float:
+    """Fit the temperature on the held-out calibration split (none: 1.0) and set it on the classifier."""
+    from acceptability.calibration import fit_temperature
+    from acceptability.datamodule import split_loader
+    from acceptability.predict import predict_logits
+
+    path = tokenized / "calibration.npz"
+    if not path.is_file() or len(load_encoded(path)["labels"]) == 0:
+        return 1.0
+    pad = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
+    logits = predict_logits(module.classifier, split_loader(path, pad, batch_size), "calibration")
+    temperature = fit_temperature(logits, load_encoded(path)["labels"])
+    module.classifier.set_temperature(temperature)
+    return temperature
+
+
+def train(model: ModelShape, train: TrainConfig, paths: TrainPaths | None = None) -> dict:
     """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best val/mcc."""
     paths = paths or TrainPaths()
-    model_cfg, train_cfg = section(params, "model"), section(params, "train")
-    check_model(model_cfg)
-    check_train(train_cfg)
-    model_cfg = {key: model_cfg.get(key) for key in MODEL_KEYS}  # the rest is the download stage's
-
-    L.seed_everything(int(train_cfg["seed"]), workers=True, verbose=False)
-    if train_cfg.get("num_threads"):
-        torch.set_num_threads(int(train_cfg["num_threads"]))
-    datamodule, module = build(model_cfg, train_cfg, paths.pretrained, paths.tokenized)
-    resume = resume_point(paths, run_fingerprint(model_cfg, train_cfg, paths))
+    L.seed_everything(int(train.seed), workers=True, verbose=False)
+    if train.num_threads:
+        torch.set_num_threads(int(train.num_threads))
+    datamodule, module = build(model, train, paths.pretrained, paths.tokenized)
+    resume = resume_point(paths, run_fingerprint(model, train, paths))
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
-    loggers = make_loggers(paths.dvclive, {"model": model_cfg, "train": train_cfg}, resume=bool(resume))
+    loggers = make_loggers(paths.dvclive, {"model": asdict(model), "train": asdict(train)}, resume=bool(resume))
     sigint = StopOnSigint()
-    trainer, checkpoint = build_trainer(train_cfg, paths, loggers, (sigint,))
+    trainer, checkpoint = build_trainer(train, paths, loggers, (sigint,))
     try:
         with sigint.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -234,6 +247,7 @@ def train(params: dict, paths: TrainPaths | None = None) -> dict:
     # Our own checkpoint, read back as plain tensors and primitives (no arbitrary unpickling).
     state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
+    result["calibration_temperature"] = calibrate(module.cpu(), paths.tokenized, int(train.eval_batch_size))
     save_model(module, paths.pretrained, paths.out)
 
     wandb = wandb_logger(loggers)

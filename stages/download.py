@@ -1,6 +1,8 @@
-"""Stage `download`: CoLA to data/raw/ (train.csv, validation.csv) and the pretrained model to models/pretrained/.
+"""Stage `download`: CoLA to data/raw/ (train.csv, calibration.csv, validation.csv), the pretrained model to
+models/pretrained/.
 
-Params: data.source, data.dir, data.hub_*, data.expected_rows, data.sha256 and the model.* pins.
+Params: data.source, data.dir, data.hub_*, data.expected_rows, data.sha256, data.calibration_rows,
+data.split_seed and the model.* pins.
 Side files record which source was used: data/source.json and models/pretrained.json.
 """
 
@@ -8,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from acceptability.atomic import atomic_path, write_json
-from acceptability.cola import load_cola, write_split
+from acceptability.cola import hold_out, load_cola, write_split
 from acceptability.errors import run_cli
 from acceptability.params import load_params, section
 from acceptability.pretrained import fetch_pretrained
@@ -26,6 +28,10 @@ def main() -> None:
     data_cfg, model_cfg = section(params, "data"), section(params, "model")
 
     cola = load_cola(data_cfg)
+    # Temperature scaling is fitted on these rows: never trained on, and not the validation split we report.
+    cola.splits["train"], cola.splits["calibration"] = hold_out(
+        cola.splits["train"], int(data_cfg["calibration_rows"]), int(data_cfg["split_seed"])
+    )
     with atomic_path(args.data_out) as folder:
         folder.mkdir()
         for split, frame in cola.splits.items():

@@ -1,4 +1,5 @@
-"""Stage `evaluate`: models/model/ on the validation split -> metrics/eval.json, predictions.csv, misclassified.csv.
+"""Stage `evaluate`: models/model/ on the validation split -> metrics/eval.json, predictions.csv, misclassified.csv,
+and reliability/{calibrated,uncalibrated}.csv (the reliability diagram's bins).
 
 Params: evaluate.batch_size.
 """
@@ -26,7 +27,9 @@ def main() -> None:
     result = evaluate(args.model, args.tokenized, args.raw, args.metrics, int(cfg["batch_size"]))
     print(
         f"val/mcc {result['val']['mcc']:.4f} (in-domain {result['val_in_domain']['mcc']:.4f}, "
-        f"out-of-domain {result['val_out_of_domain']['mcc']:.4f}) over {result['val']['n']} sentences"
+        f"out-of-domain {result['val_out_of_domain']['mcc']:.4f}) over {result['val']['n']} sentences; ECE "
+        f"{result['calibration']['ece']:.3f} at temperature {result['calibration']['temperature']:.3f} "
+        f"(uncalibrated {result['calibration']['ece_uncalibrated']:.3f})"
     )
 
 

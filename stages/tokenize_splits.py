@@ -1,24 +1,41 @@
-"""Stage `tokenize`: data/raw/*.csv -> data/tokenized/{train,validation}.npz and meta.json.
-
-Params: data.max_seq_length. Imports neither torch nor Lightning, so it stays fast.
+"""Stage `tokenize`: data/raw/*.csv -> data/tokenized/{train,calibration,validation}.npz, meta.json, and augmented.npz
+(the teacher's perturbed sentences); train and augmented carry the teacher's logits. Params: data.max_seq_length.
 """
 
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
+from acceptability import LOGIT_COLUMNS
 from acceptability.atomic import atomic_path
 from acceptability.cola import read_split
-from acceptability.encode import encode, load_tokenizer, save_encoded, write_meta
+from acceptability.encode import load_tokenizer, tokenize_frames
 from acceptability.errors import run_cli
 from acceptability.params import load_params, positive, section
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "calibration", "validation")
+
+
+def teacher_logits(teacher: Path, frames: dict) -> dict:
+    """The teacher's logits for the train rows (matched by idx) and its labelled perturbed sentences."""
+    logits = pd.read_csv(teacher / "train.csv").set_index("idx")
+    missing = set(frames["train"]["idx"]) - set(logits.index)
+    if missing:  # NaN: training without distillation needs none; with it, train fails and names the cause
+        print(f"note: {teacher}/train.csv has no logits for {len(missing)} train rows (another split)")
+    augmented = pd.read_csv(teacher / "augmented.csv", keep_default_na=False, dtype={"sentence": str})
+    frames["augmented"] = augmented.assign(label=-1)
+    return {
+        "train": logits.reindex(frames["train"]["idx"])[list(LOGIT_COLUMNS)].to_numpy(),
+        "augmented": augmented[list(LOGIT_COLUMNS)].to_numpy(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
+    parser.add_argument("--teacher", type=Path, default=Path("data/teacher"))
     parser.add_argument("--model", type=Path, default=Path("models/pretrained"))
     parser.add_argument("--out", type=Path, default=Path("data/tokenized"))
     args = parser.parse_args()
@@ -27,21 +44,11 @@ def main() -> None:
     max_len = int(data_cfg["max_seq_length"])
     tokenizer = load_tokenizer(args.model, max_len)
 
-    meta = {"max_seq_length": max_len, "pad_token_id": tokenizer.token_to_id("[PAD]") or 0, "splits": {}}
+    frames = {split: read_split(args.raw / f"{split}.csv") for split in SPLITS}
+    logits = teacher_logits(args.teacher, frames)
     with atomic_path(args.out) as folder:
         folder.mkdir()
-        for split in SPLITS:
-            frame = read_split(args.raw / f"{split}.csv")
-            ids, offsets = encode(tokenizer, frame["sentence"].tolist())
-            save_encoded(folder / f"{split}.npz", frame["idx"], frame["label"], ids, offsets)
-            lengths = offsets[1:] - offsets[:-1]
-            meta["splits"][split] = {
-                "n": len(frame),
-                "max_tokens": int(lengths.max()),
-                "mean_tokens": round(float(lengths.mean()), 2),
-                "at_max_length": int((lengths >= max_len).sum()),
-            }
-        write_meta(folder / "meta.json", meta)
+        meta = tokenize_frames(tokenizer, frames, folder, max_len, logits)
     print(f"tokenized: {meta['splits']}")
 
 

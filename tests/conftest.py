@@ -94,9 +94,14 @@ def tiny_params(base: dict, model_dir: Path) -> dict:
         expected_rows=dict(TINY_ROWS),
         sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))},
     )
+    params["data"]["calibration_rows"] = 16  # 32 train rows: 4 batches of 8, even across 2 DDP ranks
     params["model"].update(
         source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"), num_layers=None
     )  # the tiny model has 2 layers; the default keeps 4
+    params["teacher"]["model"] = dict(params["model"], name="bert_tiny", package_parts=None)
+    params["teacher"]["train"].update(
+        num_train_epochs=1, batch_size=8, eval_batch_size=16, learning_rate=1e-3, accelerator="cpu", log_every_n_steps=1
+    )
     params["train"].update(
         num_train_epochs=2, batch_size=8, eval_batch_size=16, learning_rate=1e-3, accelerator="cpu", log_every_n_steps=1
     )
@@ -119,19 +124,61 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def prepared(in_tmp, params) -> Path:
-    """download + tokenize on the tiny data, in an empty folder."""
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory, base_params, tiny_model_dir) -> Path:
+    """data/teacher/ as the real teacher stage writes it, for the tiny model and data (once a session)."""
+    from stage_runner import run_stage
+
+    folder = tmp_path_factory.mktemp("teacher")
+    shutil.copytree(ROOT / "conf", folder / "conf")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
+        run_stage("download.py")
+        run_stage("teacher.py")
+    finally:
+        os.chdir(cwd)
+    return folder / "data/teacher"
+
+
+def tokenize_with_teacher(folder: Path, teacher: Path) -> None:
+    """download's outputs are there: add the tiny teacher's and run the tokenize stage."""
+    from stage_runner import run_stage
+
+    shutil.copytree(teacher, folder / "data/teacher", dirs_exist_ok=True)
+    run_stage("tokenize_splits.py")
+
+
+@pytest.fixture(scope="session")
+def prepared_once(tmp_path_factory, base_params, tiny_model_dir, tiny_teacher) -> Path:
+    """download + tokenize on the tiny data, run once a session; `prepared` copies the result."""
     from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
 
+    folder = tmp_path_factory.mktemp("prepared")
+    shutil.copytree(ROOT / "conf", folder / "conf")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
+        run_stage("download.py")
+        tokenize_with_teacher(folder, tiny_teacher)
+    finally:
+        os.chdir(cwd)
+    return folder
+
+
+@pytest.fixture
+def prepared(in_tmp, params, prepared_once) -> Path:
+    """An empty folder holding download's and tokenize's outputs for the tiny data, and the test's params."""
+    for name in ("data", "models"):
+        shutil.copytree(prepared_once / name, in_tmp / name)
     (in_tmp / "params.yaml").write_text(yaml.safe_dump(params))
-    run_stage("download.py")
-    run_stage("tokenize_splits.py")
     return in_tmp
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, base_params, tiny_model_dir):
+def exported(tmp_path_factory, base_params, tiny_model_dir, tiny_teacher):
     """download + tokenize on the tiny data, a seeded tiny classifier in models/model, then the export stage."""
     import torch
     from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
@@ -144,7 +191,7 @@ def exported(tmp_path_factory, base_params, tiny_model_dir):
     try:
         (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
         run_stage("download.py")
-        run_stage("tokenize_splits.py")
+        tokenize_with_teacher(folder, tiny_teacher)
         torch.manual_seed(1)
         model = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
         model.save_pretrained(folder / "models/model", safe_serialization=True)

@@ -6,7 +6,7 @@ import re
 import yaml
 from conftest import ROOT
 
-from acceptability.results_doc import render
+from acceptability.ops.results_doc import render
 
 README = (ROOT / "README.md").read_text()
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -45,6 +45,8 @@ def test_layout_names_every_package_module_and_nothing_that_is_not_there():
     listed = set(re.findall(r"[├└]── (\w+\.py)", layout()))
     modules = {path.name for path in (ROOT / "acceptability").glob("*.py") if path.name != "__init__.py"}
     assert listed == modules
+    subpackages = {path.parent.name for path in (ROOT / "acceptability").glob("*/__init__.py")}
+    assert set(re.findall(r"│   [├└]── (\w+)/", layout())) == subpackages
 
 
 def test_layout_top_level_entries_exist():

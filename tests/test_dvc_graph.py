@@ -33,9 +33,9 @@ def test_stage_deps_are_exactly_the_modules_it_runs(name):
 
 
 def test_closure_follows_lazy_imports_and_python_m():
-    """The benchmark stage imports nothing from acceptability.benchmark: it launches it with `python -m`; export
+    """The benchmark stage imports nothing from acceptability.ops.benchmark: it launches it with `python -m`; export
     imports its package modules inside main()."""
-    assert "acceptability/benchmark.py" in {str(p) for p in closure(ROOT, "stages.benchmark")}
+    assert "acceptability/ops/benchmark.py" in {str(p) for p in closure(ROOT, "stages.benchmark")}
     assert "acceptability/parity.py" in {str(p) for p in closure(ROOT, "stages.export")}
     assert "acceptability/serving/app.py" not in {str(p) for p in closure(ROOT, "stages.export")}
 

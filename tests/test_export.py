@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from acceptability.hashing import sha256_file
-from acceptability.predictor import ModelFilesError, Predictor, same_length_groups
+from acceptability.inference.hashing import sha256_file
+from acceptability.inference.predictor import ModelFilesError, Predictor, same_length_groups
 
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
 
@@ -143,7 +143,7 @@ def test_missing_files_are_named(exported, tmp_path):
 
 def test_importing_the_predictor_and_loading_int8_needs_no_torch(exported):
     code = (
-        "import sys; from acceptability.predictor import Predictor; "
+        "import sys; from acceptability.inference.predictor import Predictor; "
         f"Predictor.load({str(exported / 'models/onnx')!r}, 'int8').predict(['A test.']); "
         "print(sorted(m for m in ('torch', 'lightning', 'transformers') if m in sys.modules))"
     )

@@ -19,8 +19,8 @@ from conftest import ROOT
 from test_serving import SENTENCES
 from test_serving_packaging import http_v2, rest_v1
 
-from acceptability.predictor import Predictor
-from acceptability.serving.loadtest import free_port
+from acceptability.inference.predictor import Predictor
+from acceptability.ops.loadtest import free_port
 
 pytestmark = pytest.mark.slow
 WORK = Path(os.environ.get("IMAGES_WORK", "/var/tmp/cola-images"))
@@ -41,8 +41,7 @@ CONTEXT = [
     "Dockerfile.lambda",
     ".dockerignore",
     "acceptability/__init__.py",
-    "acceptability/predictor.py",
-    "acceptability/hashing.py",
+    "acceptability/inference",
     "acceptability/serving",
 ]
 

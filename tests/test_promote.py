@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, run_tool
 
-from acceptability.promote import paired_bootstrap
+from acceptability.ops.promote import paired_bootstrap
 from acceptability.scores import mcc
 
 ARTIFACT = "cola-classifier"
@@ -25,7 +25,16 @@ def run(cmd: list[str], repo: Path, check: bool = True) -> subprocess.CompletedP
 
 def promote(repo: Path, *extra: str) -> tuple[int, dict, str]:
     result = run(
-        [sys.executable, "-m", "acceptability.promote", "--json-out", "promote.json", "--md-out", "promote.md", *extra],
+        [
+            sys.executable,
+            "-m",
+            "acceptability.ops.promote",
+            "--json-out",
+            "promote.json",
+            "--md-out",
+            "promote.md",
+            *extra,
+        ],
         repo,
         check=False,
     )
@@ -81,7 +90,7 @@ def commit(repo: Path, message: str) -> str:
 
 
 def prod_commit(repo: Path) -> str | None:
-    from acceptability.registry import champion
+    from acceptability.ops.registry import champion
 
     found = champion(repo, ARTIFACT, "prod")
     return found["commit"] if found else None
@@ -95,7 +104,8 @@ def repo(tmp_path) -> Path:
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["dvc", "init", "-q"], repo)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": 5e-5}, "promote": params["promote"]}))
+    gates = {"train": {"learning_rate": 5e-5}, "promote": params["promote"], "export": params["export"]}
+    (repo / "params.yaml").write_text(yaml.safe_dump(gates))
     outs = [
         {f"metrics/{name}": {"cache": False}}
         for name in ("predictions.csv", "eval.json", "export.json", "benchmark.json")
@@ -132,7 +142,9 @@ def test_first_model_then_a_better_challenger_is_promoted_and_reported(repo):
     write_results(repo, predictions_with(850))
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text().replace("5.0e-05", "1.0e-04"))
     challenger = commit(repo, "challenger")
-    report = run([sys.executable, "-m", "acceptability.report", "--base", champion, "--out", "report/report.md"], repo)
+    report = run(
+        [sys.executable, "-m", "acceptability.ops.report", "--base", champion, "--out", "report/report.md"], repo
+    )
     assert "gate: PROMOTE" in report.stdout
     markdown = (repo / "report/report.md").read_text()
     truth = labels()
@@ -252,7 +264,7 @@ def test_gate_refuses_files_that_differ_from_dvc_lock(repo):
     # A hand edit committed without re-running the pipeline, then made champion: the gate checks its files too.
     edit_by_hand(repo / "metrics/predictions.csv")
     edited = commit(repo, "tweak the predictions by hand")
-    from acceptability.registry import assign
+    from acceptability.ops.registry import assign
 
     assign(repo, ARTIFACT, "prod", edited)
     run(["git", "checkout", "-q", "HEAD~1", "--", "metrics/predictions.csv"], repo)  # the challenger: locked files

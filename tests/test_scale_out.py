@@ -9,16 +9,16 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, tokenize_with_teacher
 from stage_runner import run_stage
 
 TRAIN = [sys.executable, str(ROOT / "stages" / "train.py")]
 
 
-def prepare(folder, params: dict) -> None:
+def prepare(folder, params: dict, teacher) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     run_stage("download.py")
-    run_stage("tokenize_splits.py")
+    tokenize_with_teacher(folder, teacher)
 
 
 def env() -> dict:
@@ -29,25 +29,25 @@ def live_metrics(folder) -> dict:
     return json.loads((folder / "metrics/train/metrics.json").read_text())
 
 
-def test_ddp_on_two_cpu_processes(in_tmp, params):
+def test_ddp_on_two_cpu_processes(in_tmp, params, tiny_teacher):
     params["train"].update(strategy="ddp", devices=2, accelerator="cpu", num_train_epochs=2)
-    prepare(in_tmp, params)
+    prepare(in_tmp, params, tiny_teacher)
     result = subprocess.run(TRAIN, cwd=in_tmp, env=env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
     metrics = live_metrics(in_tmp)
-    # 48 rows in batches of 8 make 6 batches: 3 per rank and epoch, so 6 optimizer steps in 2 epochs.
-    assert metrics["epoch"] == 1 and metrics["step"] == 5
+    # 32 train rows and 64 perturbed copies in batches of 8 make 12 batches: 6 per rank and epoch, 12 steps in 2.
+    assert metrics["epoch"] == 1 and metrics["step"] == 11
     assert -1 <= metrics["val"]["mcc"] <= 1 and metrics["val"]["loss"] > 0 and metrics["train"]["loss"] > 0
     assert (in_tmp / "models/model/model.safetensors").is_file()
     assert not (in_tmp / "models/checkpoints").exists()  # a finished run leaves nothing to resume
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_interrupted_run_resumes_from_its_last_epoch(in_tmp, params, stop):
+def test_interrupted_run_resumes_from_its_last_epoch(in_tmp, params, stop, tiny_teacher):
     epochs = 20
-    params["train"].update(num_train_epochs=epochs, early_stopping_patience=epochs)
-    prepare(in_tmp, params)
+    params["train"].update(num_train_epochs=epochs, early_stopping_patience=epochs, augmented_per_sentence=0)
+    prepare(in_tmp, params, tiny_teacher)
     last = in_tmp / "models/checkpoints/last.ckpt"
     run = subprocess.Popen(TRAIN, cwd=in_tmp, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -65,7 +65,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(in_tmp, params, stop):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming from models/checkpoints/last.ckpt" in result.stderr
     metrics = live_metrics(in_tmp)
-    assert metrics["epoch"] == epochs - 1 and metrics["step"] == epochs * 6 - 1  # 6 steps an epoch, none lost
+    assert metrics["epoch"] == epochs - 1 and metrics["step"] == epochs * 4 - 1  # 4 steps an epoch, none lost
     mcc_rows = (in_tmp / "metrics/train/plots/metrics/val/mcc.tsv").read_text().splitlines()[1:]
     assert len(mcc_rows) >= epochs  # the curve goes on from the interrupted run's
     assert (in_tmp / "models/model/model.safetensors").is_file() and not last.exists()
@@ -85,9 +85,9 @@ def test_first_ctrl_c_is_recorded_and_stops_at_the_next_batch_a_second_interrupt
     assert signal.getsignal(signal.SIGINT) is before  # restored
 
 
-def test_changed_params_start_afresh(in_tmp, params):
+def test_changed_params_start_afresh(in_tmp, params, tiny_teacher):
     params["train"].update(num_train_epochs=1)
-    prepare(in_tmp, params)
+    prepare(in_tmp, params, tiny_teacher)
     checkpoints = in_tmp / "models/checkpoints"
     checkpoints.mkdir(parents=True)
     (checkpoints / "run.json").write_text(json.dumps({"fingerprint": "another run"}))

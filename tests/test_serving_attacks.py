@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_serving import SENTENCES, Server, post
 
-from acceptability.predictor import Predictor
+from acceptability.inference.predictor import Predictor
+from acceptability.ops.loadtest import rss_mb
 from acceptability.serving import lambda_handler
 from acceptability.serving.app import METHODS
 from acceptability.serving.batcher import MicroBatcher, QueueFull
-from acceptability.serving.loadtest import rss_mb
 from acceptability.serving.settings import ServeSettings, SettingsError
 
 CONTENT_FREE = [

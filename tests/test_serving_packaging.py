@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -139,8 +140,7 @@ def test_the_image_contents_serve_from_a_venv_of_the_serving_requirements(export
             shutil.copy2(origin, folder / origin.name)
     assert sorted(p.name for p in (app / "acceptability").iterdir()) == [
         "__init__.py",
-        "hashing.py",
-        "predictor.py",
+        "inference",
         "serving",
     ]
     no_torch = subprocess.run([serve_python, "-c", "import torch"], capture_output=True)
@@ -208,7 +208,7 @@ def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "acceptability.serving.monitor",
+                "acceptability.ops.monitor",
                 "--log",
                 str(tmp_path / f"{name}.log"),
                 "--predictions",
@@ -235,3 +235,25 @@ def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(tmp_path):
         "confidence",
         "sentence_length",
     }
+
+
+def test_the_built_wheel_holds_every_subpackage_and_serves_from_itself(tmp_path):
+    """pyproject.toml finds the subpackages: the wheel, unpacked alone on the path, imports the serving app."""
+    source = tmp_path / "source"  # setuptools writes build/ beside pyproject.toml: not in the checkout
+    shutil.copytree(ROOT / "acceptability", source / "acceptability", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    wheel_cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    build = subprocess.run([*wheel_cmd, str(source)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(tmp_path.glob("acceptability-*.whl"))
+    with zipfile.ZipFile(wheel) as zipped:
+        names = set(zipped.namelist())
+        zipped.extractall(tmp_path / "site")
+    for module in ("serving/app.py", "serving/lambda_handler.py", "ops/promote.py", "inference/predictor.py"):
+        assert f"acceptability/{module}" in names
+    code = "import acceptability.serving.app as app, acceptability.serving.lambda_handler; print(app.__file__)"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert Path(result.stdout.strip()).is_relative_to(tmp_path / "site")

@@ -11,12 +11,13 @@ import yaml
 from conftest import ROOT
 from stage_runner import run_stage
 
+from acceptability.config import ModelShape, TrainConfig
 from acceptability.training import TrainPaths, train
 
 
 def train_and_evaluate(folder, params, name: str) -> tuple[dict, dict, pd.DataFrame]:
     paths = TrainPaths(out=folder / name / "model", checkpoints=folder / name / "ckpt", dvclive=folder / name / "live")
-    result = train(params, paths)
+    result = train(ModelShape.from_section(params["model"]), TrainConfig.from_section(params["train"]), paths)
     run_stage("evaluate.py", "--model", str(paths.out), "--metrics", str(folder / name / "metrics"))
     metrics = json.loads((folder / name / "metrics" / "eval.json").read_text())
     predictions = pd.read_csv(folder / name / "metrics" / "predictions.csv")
@@ -29,7 +30,8 @@ def test_same_seed_gives_identical_metrics_and_predictions(prepared, params):
     assert first == second
     assert metrics_a == metrics_b
     pd.testing.assert_frame_equal(predictions_a, predictions_b)
-    assert first["epochs_run"] == 2 and first["global_steps"] == 12  # 48 rows / batch 8, 2 epochs
+    # 32 train rows and 2 teacher-labelled copies of each (the default distils): 96 rows / batch 8, 2 epochs
+    assert first["epochs_run"] == 2 and first["global_steps"] == 24
     assert metrics_a["val"]["mcc"] == pytest.approx(first["best_val_mcc"], abs=1e-6)
 
 
@@ -46,8 +48,14 @@ def test_saved_model_and_evaluation_outputs(prepared, params):
     ]
     config = json.loads((model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "unacceptable", "1": "acceptable"}
+    # fitted on the 16 calibration rows after training, saved with the model, reported by evaluate
+    assert config["calibration_temperature"] == result["calibration_temperature"] > 0
+    assert metrics["calibration"]["temperature"] == config["calibration_temperature"]
+    assert metrics["calibration"]["mcc_uncalibrated"] == metrics["val"]["mcc"]
+    reliability = pd.read_csv(prepared / "run" / "metrics" / "reliability" / "calibrated.csv")
+    assert reliability["n"].sum() == 32 and len(reliability) == 10
 
-    assert set(metrics) == {"val", "val_in_domain", "val_out_of_domain"}
+    assert set(metrics) == {"val", "val_in_domain", "val_out_of_domain", "calibration"}
     assert set(metrics["val"]) == {"mcc", "accuracy", "f1_macro", "precision_macro", "recall_macro", "n"}
     assert metrics["val"]["n"] == 32 and metrics["val_in_domain"]["n"] == 16
     assert metrics["val_out_of_domain"]["n"] == 16
@@ -86,7 +94,7 @@ def test_train_benchmark_writes_the_documented_report(prepared):
         [
             sys.executable,
             "-m",
-            "acceptability.train_benchmark",
+            "acceptability.ops.train_benchmark",
             "--steps",
             "3",
             "--warmup-steps",
@@ -151,9 +159,10 @@ def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
 def test_gradient_clipping_reaches_the_trainer(tmp_path, params):
     from acceptability.training import build_trainer
 
-    trainer, _ = build_trainer({**params["train"], "gradient_clip_val": 0.5}, TrainPaths(checkpoints=tmp_path), [])
+    clipped = TrainConfig.from_section({**params["train"], "gradient_clip_val": 0.5})
+    trainer, _ = build_trainer(clipped, TrainPaths(checkpoints=tmp_path), [])
     assert trainer.gradient_clip_val == 0.5 and trainer.gradient_clip_algorithm == "norm"
-    trainer, _ = build_trainer(params["train"], TrainPaths(checkpoints=tmp_path), [])
+    trainer, _ = build_trainer(TrainConfig.from_section(params["train"]), TrainPaths(checkpoints=tmp_path), [])
     assert trainer.gradient_clip_val is None
 
 

@@ -19,11 +19,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acceptability.serving.batcher import MicroBatcher, QueueFull
+from acceptability.serving.metrics import Metrics
 from acceptability.serving.predlog import log_predictions, prediction_logger
 from acceptability.serving.schemas import ErrorResponse, PredictResponse, describe, request_model
 from acceptability.serving.settings import ServeSettings, load_served_model
@@ -37,39 +38,6 @@ log = logging.getLogger("cola.serving")
 
 def error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
-
-
-class Metrics:
-    """Prometheus metrics in a registry of this app's own (several apps in one process stay separate)."""
-
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cola_http_requests_total",
-            "HTTP requests by route and status",
-            ["method", "path", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "cola_http_request_duration_seconds",
-            "Request latency by route",
-            ["path"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        self.predictions = Counter("cola_predictions_total", "Predicted labels", ["label"], registry=self.registry)
-        self.model = Gauge("cola_model_info", "The model being served", ["version", "variant"], registry=self.registry)
-        self.waiting = Gauge(
-            "cola_batcher_waiting_sentences", "Sentences queued or in a running ONNX call", registry=self.registry
-        )
-        self.waiting_tokens = Gauge(
-            "cola_batcher_waiting_tokens", "Tokens queued or in a running ONNX call", registry=self.registry
-        )
-        self.capacity = Gauge(
-            "cola_batcher_capacity_tokens",
-            "Tokens the queue admits: what the engine answers within the request timeout",
-            registry=self.registry,
-        )
 
 
 class Guard:

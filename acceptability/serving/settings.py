@@ -63,7 +63,7 @@ class ServeSettings:
     def check(self) -> None:
         if self.variant not in ("auto", "fp32", "int8"):
             raise SettingsError(f"{PREFIX}VARIANT must be auto, fp32 or int8; found {self.variant!r}")
-        from acceptability.predictor import MAX_BATCH
+        from acceptability.inference.predictor import MAX_BATCH
 
         for name in (
             "max_sentences",
@@ -90,17 +90,12 @@ class ServeSettings:
             )
 
 
-def choose_variant(settings: ServeSettings, card: dict) -> str:
-    if settings.variant != "auto":
-        return settings.variant
-    return "int8" if card.get("int8", {}).get("servable") else "fp32"
-
-
 def load_served_model(settings: ServeSettings):
     """The Predictor of the variant to serve and its version, `<variant>-<first 12 hex of the file's sha256>`."""
-    from acceptability.predictor import VARIANT_FILES, Predictor, read_card
+    from acceptability.inference.card import VARIANT_FILES, read_card, servable_variant
+    from acceptability.inference.predictor import Predictor
 
     card = read_card(settings.model_dir)
-    variant = choose_variant(settings, card)
-    predictor = Predictor.load(settings.model_dir, variant, threads=settings.threads)
+    variant = servable_variant(card, settings.variant)
+    predictor = Predictor.load(settings.model_dir, variant, threads=settings.threads, card=card)
     return predictor, f"{variant}-{card['sha256'][VARIANT_FILES[variant]][:12]}"

@@ -1,6 +1,6 @@
 """The champion/challenger gate: promote the workspace's model only when it really beats the champion.
 
-    python -m acceptability.promote [--assign]        # or: make promote
+    python -m acceptability.ops.promote [--assign]        # or: make promote
 
 Exit codes for CI: 0 PROMOTE, 3 KEEP, 2 error (a missing or malformed input, said in one line). Every file it reads,
 the champion's and the challenger's, must match the md5 that dvc.lock records at that commit (else exit 2).
@@ -20,8 +20,8 @@ import pandas as pd
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.errors import UserError, run_cli
+from acceptability.ops.registry import assign, champion, read_verified
 from acceptability.params import load_params, section
-from acceptability.registry import assign, champion, read_verified
 from acceptability.scores import mcc
 
 PROMOTE, KEEP = "PROMOTE", "KEEP"
@@ -150,6 +150,12 @@ def guardrails(cfg: dict, export: dict, bench: dict, champion_bench: dict | None
     return checks
 
 
+def gate_config(params: dict) -> dict:
+    """The `promote` section, with the export gate's int8 threshold: one threshold, so the card's "servable" and the
+    promotion guardrail cannot disagree."""
+    return section(params, "promote") | {"max_int8_mcc_drop": section(params, "export")["max_int8_mcc_drop"]}
+
+
 def decide(repo: Path, cfg: dict) -> dict:
     """The gate's decision for the workspace's model against the champion in GTO's registry."""
     current = champion(repo, cfg["artifact"], cfg["stage"])
@@ -225,7 +231,7 @@ def main() -> None:
     parser.add_argument("--md-out", type=Path, default=Path("promote.md"))
     parser.add_argument("--assign", action="store_true", help="on PROMOTE, tag HEAD with gto register/assign")
     args = parser.parse_args()
-    cfg = section(load_params(args.repo / args.params), "promote")
+    cfg = gate_config(load_params(args.repo / args.params))
     result = decide(args.repo, cfg)
     if result["decision"] == PROMOTE and args.assign:
         result["assigned"] = assign(args.repo, cfg["artifact"], cfg["stage"])

@@ -1,6 +1,6 @@
 """Load test of the API on loopback, bounded in requests and time:
 
-    python -m acceptability.serving.loadtest --duration 60 --concurrency 16     # or: make load-test
+    python -m acceptability.ops.loadtest --duration 60 --concurrency 16     # or: make load-test
 
 It starts the API (acceptability.serving.server, 127.0.0.1, a free port) on models/onnx/, times start-up to ready,
 then runs two phases with validation sentences: single-sentence requests, and requests of --batch sentences. It
@@ -32,7 +32,7 @@ from acceptability.machine import describe as describe_machine
 MAX_DURATION_S, MAX_CONCURRENCY = 600, 256
 ENGINE = """
 import json, sys, time
-from acceptability.predictor import Predictor
+from acceptability.inference.predictor import Predictor
 model_dir, variant, threads, duration, sentences = json.loads(sys.stdin.read())
 predictor = Predictor.load(model_dir, variant, threads=threads)
 for sentence in sentences[:50]:
@@ -178,7 +178,7 @@ async def phase(
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=Path("models/onnx"))
     parser.add_argument("--validation", type=Path, default=Path("data/raw/validation.csv"))
@@ -207,6 +207,28 @@ def main() -> None:
         )
     if not args.validation.is_file():
         raise UserError(f"{args.validation} is missing: run `dvc repro download` first")
+    return args
+
+
+def summarise(args, single: dict, batched: dict, engine: dict, at_ready: float) -> dict:
+    rss = [single["rss_mb"]["first"], single["rss_mb"]["max"], batched["rss_mb"]["max"], batched["rss_mb"]["last"]]
+    return {
+        "single": single,
+        "batched": batched,
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "rss_mb_at_ready": round(at_ready, 1),
+        "rss_growth_pct": round(100 * (max(rss) - rss[0]) / rss[0], 1),  # after the warm-up
+        "rss_growth_from_ready_pct": round(100 * (max(rss) - at_ready) / at_ready, 1),
+        "engine": {**engine, "sps_b1": round(engine["sps_b1"], 1)},
+        "efficiency": round(single["rps"] / engine["sps_b1"], 3),
+        "p99_over_p50": round(single["p99_ms"] / single["p50_ms"], 2),
+    }
+
+
+def main() -> None:
+    args = parse_args()
     sentences = pd.read_csv(args.validation, keep_default_na=False)["sentence"].tolist()
     port = free_port()
     server_cores, client_cores = split_cores()
@@ -236,27 +258,12 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     engine = engine_baseline(args.model_dir, version.split("-")[0], threads, server_cores, sentences, args.duration)
-    rss = [single["rss_mb"]["first"], single["rss_mb"]["max"], batched["rss_mb"]["max"], batched["rss_mb"]["last"]]
-    report = {
-        "single": single,
-        "batched": batched,
-        "concurrency": args.concurrency,
-        "duration_s": args.duration,
-        "startup_to_ready_s": round(ready_s, 3),
-        "model_version": version,
-        "warmup_s": args.warmup,
-        "rss_mb_at_ready": round(at_ready, 1),
-        "rss_growth_pct": round(100 * (max(rss) - rss[0]) / rss[0], 1),  # after the warm-up
-        "rss_growth_from_ready_pct": round(100 * (max(rss) - at_ready) / at_ready, 1),
-        "engine": {**engine, "sps_b1": round(engine["sps_b1"], 1)},
-        "efficiency": round(single["rps"] / engine["sps_b1"], 3),
-        "p99_over_p50": round(single["p99_ms"] / single["p50_ms"], 2),
-        "pinning": {
-            "server_cores": server_cores,
-            "client_cores": client_cores,
-            "separate": server_cores != client_cores,
-        },
-        "machine": machine,
+    report = summarise(args, single, batched, engine, at_ready)
+    report |= {"startup_to_ready_s": round(ready_s, 3), "model_version": version, "machine": machine}
+    report["pinning"] = {
+        "server_cores": server_cores,
+        "client_cores": client_cores,
+        "separate": server_cores != client_cores,
     }
     write_json(args.out, report)
     print(json.dumps(report, indent=2))

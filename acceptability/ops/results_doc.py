@@ -1,6 +1,6 @@
 """docs/results.md, generated from metrics/*.json, so the published figures cannot drift from the committed ones.
 
-python -m acceptability.results_doc [--metrics metrics] [--out docs/results.md]      # or: make docs
+python -m acceptability.ops.results_doc [--metrics metrics] [--out docs/results.md]      # or: make docs
 """
 
 import argparse
@@ -46,6 +46,38 @@ def quality(folder: Path) -> list[str]:
         f"{ex['fp32_max_abs_logit_diff']:.2e}); int8 MCC {ex['onnx_int8']['mcc']:.4f}, "
         f"agreeing with fp32 on {ex['int8_agreement']:.1%} of the sentences; int8 "
         f"{'servable' if ex['int8_servable'] else 'not servable'}.",
+        "",
+        *calibration(ev["calibration"], ex),
+    ]
+
+
+def calibration(cal: dict, ex: dict) -> list[str]:
+    """Expected calibration error (10 bins) on validation, each variant before and after the temperature."""
+    rows = [("torch", cal), ("ONNX fp32", ex["onnx_fp32"]), ("ONNX int8", ex["onnx_int8"])]
+    return [
+        f"Probabilities are divided by temperature {cal['temperature']:.4f}, fitted on the calibration rows held "
+        f"out of train. MCC without it: {cal['mcc_uncalibrated']:.4f} (calibration moves no decision).",
+        "",
+        "| variant | ECE calibrated | ECE uncalibrated |",
+        "| --- | --- | --- |",
+        *[f"| {name} | {r['ece']:.4f} | {r['ece_uncalibrated']:.4f} |" for name, r in rows],
+        "",
+    ]
+
+
+def teacher(folder: Path) -> list[str]:
+    path = folder.parent / "data/teacher/record.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    scores, params = record["scores"], record["params"]
+    return [
+        "## Teacher (`data/teacher/record.json`, the frozen stage)",
+        "",
+        f"`{params['model']['name']}` fine-tuned for {record['epochs_run']} of "
+        f"{params['train']['num_train_epochs']} epochs (best kept): validation MCC {scores['val']['mcc']:.4f} "
+        f"(in-domain {scores['val_in_domain']['mcc']:.4f}, out-of-domain {scores['val_out_of_domain']['mcc']:.4f}); "
+        f"fine-tuned weights sha256 `{record['fine_tuned_sha256'][:16]}…`.",
         "",
     ]
 
@@ -119,7 +151,7 @@ def render(folder: Path) -> str:
         "stale. Figures from other machines and the reasons behind them: [decisions.md](decisions.md).",
         "",
     ]
-    for part in (quality, benchmark, serving, training):
+    for part in (quality, teacher, benchmark, serving, training):
         lines += part(folder)
     return "\n".join(lines).rstrip() + "\n"
 

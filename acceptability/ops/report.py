@@ -1,7 +1,7 @@
 """The pull-request report: params and metrics of the workspace against a base ref and the champion, the plots,
 and the gate's decision, as Markdown with PNGs beside it (CML uploads the images it links).
 
-    python -m acceptability.report --base main --out report/report.md     # or: make report
+    python -m acceptability.ops.report --base main --out report/report.md     # or: make report
 
 The diffs come from `dvc params diff` and `dvc metrics diff`; the plots are drawn offline with matplotlib
 from the DVC plot files.
@@ -16,9 +16,9 @@ import pandas as pd
 
 from acceptability.atomic import atomic_path
 from acceptability.errors import UserError, run_cli
-from acceptability.params import load_params, section
-from acceptability.promote import decide, fmt, to_markdown
-from acceptability.registry import git
+from acceptability.ops.promote import decide, fmt, gate_config, to_markdown
+from acceptability.ops.registry import git
+from acceptability.params import load_params
 
 METRIC_FILES = ("metrics/eval.json", "metrics/benchmark.json")
 CURVES = {
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--base", default="main", help="git ref to compare with (default main)")
     parser.add_argument("--out", type=Path, default=Path("report/report.md"))
     args = parser.parse_args()
-    cfg = section(load_params(args.repo / args.params), "promote")
+    cfg = gate_config(load_params(args.repo / args.params))
     gate = build_report(args.repo, args.base, args.out, cfg)
     print(f"wrote {args.out} (gate: {gate['decision']})")
 

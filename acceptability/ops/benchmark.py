@@ -1,6 +1,6 @@
 """One benchmark variant in its own process, so cold start and peak RSS are that variant's alone.
 
-    python -m acceptability.benchmark onnx_int8 config.json   # prints one JSON object
+    python -m acceptability.ops.benchmark onnx_int8 config.json   # prints one JSON object
 
 Module-level imports stay in the standard library: the cold start below includes importing the runtime.
 """
@@ -17,15 +17,14 @@ VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8")
 
 class TorchRunner:
     """Torch eager fp32 with the served tokenizer. Batches are padded to their longest sentence: torch pays more per
-    call than ONNX Runtime, so this is faster for it than the predictor's one call per length (308 against 272
-    sentences/s at batch 32)."""
+    call than ONNX Runtime, so this is faster for it than the predictor's one call per length (docs/decisions.md)."""
 
     def __init__(self, model_dir: str, onnx_dir: str, threads: int):
         import torch
 
+        from acceptability.inference.predictor import read_card, served_tokenizer
         from acceptability.module import load_classifier
         from acceptability.parity import pad
-        from acceptability.predictor import read_card, served_tokenizer
 
         if threads:
             torch.set_num_threads(threads)
@@ -44,7 +43,7 @@ class TorchRunner:
 def load_runner(variant: str, config: dict):
     if variant == "torch_fp32":
         return TorchRunner(config["model_dir"], config["onnx_dir"], config["threads"])
-    from acceptability.predictor import Predictor
+    from acceptability.inference.predictor import Predictor
 
     return Predictor.load(config["onnx_dir"], variant.removeprefix("onnx_"), threads=config["threads"])
 

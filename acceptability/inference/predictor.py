@@ -5,49 +5,17 @@ predictor.predict(["The cat sat on the mat."])
 # [{"label": "acceptable", "probabilities": {"acceptable": 0.93, "unacceptable": 0.07}}]
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from acceptability.hashing import sha256_file
+from acceptability.inference.card import CARD, VARIANT_FILES, ModelFilesError, read_card, verified
 
-VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-CARD = "model_card.json"
+__all__ = ["CARD", "VARIANT_FILES", "ModelFilesError", "Predictor", "read_card", "served_tokenizer", "verified"]
+
 MAX_BATCH = 256
-
-
-class ModelFilesError(ValueError):
-    """A missing, corrupt or unverified file in the ONNX model folder."""
-
-
-def read_card(folder: Path) -> dict:
-    path = folder / CARD
-    if not path.is_file():
-        raise ModelFilesError(f"{path} is missing: run `dvc repro export` first")
-    try:
-        card = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ModelFilesError(f"{path} is not valid JSON: {err}") from None
-    for key in ("labels", "max_seq_length", "sha256"):
-        if key not in card:
-            raise ModelFilesError(f"{path}: field {key!r} is missing")
-    return card
-
-
-def verified(folder: Path, card: dict, name: str) -> Path:
-    path = folder / name
-    if not path.is_file():
-        raise ModelFilesError(f"{path} is missing")
-    expected = card["sha256"].get(name)
-    found = sha256_file(path)
-    if expected != found:
-        raise ModelFilesError(
-            f"{path}: sha256 {found} does not match {CARD} ({expected}); the file is corrupt or was replaced"
-        )
-    return path
 
 
 def served_tokenizer(folder: Path, card: dict) -> Tokenizer:
@@ -87,15 +55,16 @@ class Predictor:
         self.one_sentence_per_call = variant == "int8"
 
     @classmethod
-    def load(cls, folder: str | Path, variant: str = "int8", threads: int = 0) -> "Predictor":
+    def load(cls, folder: str | Path, variant: str = "int8", threads: int = 0, card: dict | None = None) -> "Predictor":
         """Load `variant` (fp32 or int8) from an export folder, checking every file against the model card.
 
-        threads: ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core.
+        threads: ONNX Runtime intra-op threads; 0 lets ONNX Runtime use every core. card: the folder's card, when
+        the caller has read it already.
         """
         folder = Path(folder)
         if variant not in VARIANT_FILES:
             raise ValueError(f"variant must be one of {', '.join(VARIANT_FILES)}; found {variant!r}")
-        card = read_card(folder)
+        card = card or read_card(folder)
         model_path = verified(folder, card, VARIANT_FILES[variant])
         tokenizer = served_tokenizer(folder, card)
         options = ort.SessionOptions()

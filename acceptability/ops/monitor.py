@@ -1,6 +1,6 @@
 """Drift monitor: prediction logs against the validation set.
 
-    python -m acceptability.serving.monitor --log predictions.log --out monitor/     # or: make monitor LOG=...
+    python -m acceptability.ops.monitor --log predictions.log --out monitor/     # or: make monitor LOG=...
 
 For the predicted-acceptable rate, the confidence histogram and the sentence-length distribution it computes the
 population stability index (PSI) between validation and the logs, flags each (stable < 0.1 <= moderate < 0.25 <=

@@ -4,7 +4,7 @@ Both fine-tune the same pretrained model on the same tokenized train split for t
 steps, with the same batch size and threads, and report sentences per second over the timed steps (after a
 few warm-up steps):
 
-    python -m acceptability.train_benchmark --out metrics/train_benchmark.json      # or: make train-benchmark
+    python -m acceptability.ops.train_benchmark --out metrics/train_benchmark.json      # or: make train-benchmark
 
 The plain loop is what a tutorial writes: shuffled batches padded to their longest row, torch's default AdamW,
 and the loss read back (`loss.item()`) every step for logging.
@@ -19,6 +19,7 @@ import lightning as L
 import torch
 
 from acceptability.atomic import write_json
+from acceptability.config import ModelShape, TrainConfig
 from acceptability.errors import run_cli
 from acceptability.machine import describe as describe_machine
 from acceptability.params import load_params, section
@@ -26,36 +27,36 @@ from acceptability.params import load_params, section
 VARIANTS = ("pipeline", "plain_loop", "pipeline_bf16", "pipeline_compile")
 
 
-def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: dict, steps: int, warmup: int) -> float:
+def plain_loop_sps(
+    pretrained: Path, tokenized: Path, model: ModelShape, train: TrainConfig, steps: int, warmup: int
+) -> float:
     from torch.utils.data import DataLoader
 
     from acceptability.datamodule import EncodedSplit, PadCollator
     from acceptability.encode import load_encoded
     from acceptability.module import dropout_options, load_classifier
 
-    torch.manual_seed(int(train["seed"]))
+    torch.manual_seed(int(train.seed))
     # The plain Hugging Face model ([CLS] head, its own loss) on the same encoder layers and dropout as the pipeline's.
-    model = load_classifier(
-        pretrained, "cls", model_cfg.get("num_layers"), **dropout_options(train.get("dropout"))
-    ).model
-    model.train()
+    classifier = load_classifier(pretrained, "cls", model.num_layers, **dropout_options(train.dropout)).model
+    classifier.train()
     pad_id = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
     loader = DataLoader(
         EncodedSplit(load_encoded(tokenized / "train.npz")),
-        batch_size=int(train["batch_size"]),
+        batch_size=int(train.batch_size),
         shuffle=True,
         collate_fn=PadCollator(pad_id),
         drop_last=True,
     )
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=float(train["learning_rate"]), weight_decay=float(train["weight_decay"])
+        classifier.parameters(), lr=float(train.learning_rate), weight_decay=float(train.weight_decay)
     )
     losses, sentences, started, step = [], 0, 0.0, 0
     while step < warmup + steps:
         for batch in loader:
             if step == warmup:
                 started = time.perf_counter()
-            loss = model(
+            loss = classifier(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
             ).loss
             loss.backward()
@@ -70,7 +71,8 @@ def plain_loop_sps(pretrained: Path, tokenized: Path, model_cfg: dict, train: di
 
 
 def pipeline_sps(
-    params: dict,
+    model: ModelShape,
+    train: TrainConfig,
     pretrained: Path,
     tokenized: Path,
     steps: int,
@@ -82,9 +84,8 @@ def pipeline_sps(
     from acceptability.tracking import make_loggers
     from acceptability.training import build
 
-    train = section(params, "train")
-    L.seed_everything(int(train["seed"]), verbose=False)
-    datamodule, module = build(section(params, "model"), train, pretrained, tokenized)
+    L.seed_everything(int(train.seed), verbose=False)
+    datamodule, module = build(model, train, pretrained, tokenized)
     if compile_model:
         module.classifier = torch.compile(module.classifier, dynamic=True)
     clock = StepClock(warmup)
@@ -94,13 +95,13 @@ def pipeline_sps(
         accelerator="cpu",
         devices=1,
         precision=precision,
-        deterministic=bool(train.get("deterministic", True)),
+        deterministic=bool(train.deterministic),
         logger=loggers,
         callbacks=[clock],
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,
-        log_every_n_steps=int(train.get("log_every_n_steps", 10)),
+        log_every_n_steps=int(train.log_every_n_steps),
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=datamodule)
@@ -143,9 +144,9 @@ def main() -> None:
     if args.steps < 1 or args.warmup_steps < 0:
         parser.error("--steps must be >= 1 and --warmup-steps >= 0")
     params = load_params(args.params)
-    train = section(params, "train")
-    if train.get("num_threads"):
-        torch.set_num_threads(int(train["num_threads"]))
+    model, train = ModelShape.from_section(section(params, "model")), TrainConfig.from_section(section(params, "train"))
+    if train.num_threads:
+        torch.set_num_threads(int(train.num_threads))
 
     import tempfile
 
@@ -154,12 +155,11 @@ def main() -> None:
         for variant in variants:
             print(f"{variant}: {args.warmup_steps} warm-up + {args.steps} timed steps", flush=True)
             if variant == "plain_loop":
-                sps = plain_loop_sps(
-                    args.pretrained, args.tokenized, section(params, "model"), train, args.steps, args.warmup_steps
-                )
+                sps = plain_loop_sps(args.pretrained, args.tokenized, model, train, args.steps, args.warmup_steps)
             else:
                 sps = pipeline_sps(
-                    params,
+                    model,
+                    train,
                     args.pretrained,
                     args.tokenized,
                     args.steps,
@@ -175,7 +175,7 @@ def main() -> None:
         "plain_loop_sps": results["plain_loop"],
         "ratio": round(results["pipeline"] / results["plain_loop"], 3),
         "steps": args.steps,
-        "batch_size": int(train["batch_size"]),
+        "batch_size": int(train.batch_size),
         "warmup_steps": args.warmup_steps,
         "variants_sps": results,
         "threads": torch.get_num_threads(),

@@ -1,7 +1,7 @@
 """The experiment table that fits a terminal: `dvc exp show` has a column per param and metric; this has one line per
 experiment with the params it changed and the four MCCs that decide, best first.
 
-    python -m acceptability.experiments [--width 120] [-- extra `dvc exp show` options, e.g. -A]   # or: make exps
+    python -m acceptability.ops.experiments [--width 120] [-- extra `dvc exp show` options, e.g. -A]   # or: make exps
 """
 
 import argparse

@@ -1,0 +1,77 @@
+"""The model card (models/onnx/model_card.json): its one owner. Writing, reading, file verification and the
+servable rule live here; export, the predictor, serving and promote use them. Torch-free."""
+
+import json
+from pathlib import Path
+
+from acceptability import LABELS
+from acceptability.inference.hashing import sha256_file
+
+CARD = "model_card.json"
+VARIANT_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+REQUIRED = ("labels", "max_seq_length", "sha256")
+
+
+class ModelFilesError(ValueError):
+    """A missing, corrupt or unverified file in the ONNX model folder."""
+
+
+def build_card(folder: Path, export_cfg: dict, max_len: int, model_name: str, results: dict) -> dict:
+    """The card for an export folder holding the VARIANT_FILES and tokenizer.json; results: metrics, gates,
+    int8_servable and calibration (export_onnx's)."""
+    return {
+        "labels": list(LABELS),
+        "max_seq_length": max_len,
+        "inputs": ["input_ids", "attention_mask"],
+        "output": "logits",  # already divided by the calibration temperature
+        "opset": int(export_cfg["opset"]),
+        "calibration": results["calibration"],
+        "int8": {
+            "fused_before_quantizing": bool(export_cfg["fuse"]),
+            "per_channel": bool(export_cfg["per_channel"]),
+            "reduce_range": bool(export_cfg.get("reduce_range")),
+            "servable": results["int8_servable"],
+        },
+        "params": {"export": export_cfg, "model": model_name},
+        "metrics": results["metrics"],
+        "gates": results["gates"],
+        "sha256": {name: sha256_file(folder / name) for name in [*VARIANT_FILES.values(), "tokenizer.json"]},
+    }
+
+
+def write_card(folder: Path, card: dict) -> None:
+    (folder / CARD).write_text(json.dumps(card, indent=2) + "\n")
+
+
+def read_card(folder: Path) -> dict:
+    path = Path(folder) / CARD
+    if not path.is_file():
+        raise ModelFilesError(f"{path} is missing: run `dvc repro export` first")
+    try:
+        card = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelFilesError(f"{path} is not valid JSON: {err}") from None
+    for key in REQUIRED:
+        if key not in card:
+            raise ModelFilesError(f"{path}: field {key!r} is missing")
+    return card
+
+
+def verified(folder: Path, card: dict, name: str) -> Path:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ModelFilesError(f"{path} is missing")
+    expected = card["sha256"].get(name)
+    found = sha256_file(path)
+    if expected != found:
+        raise ModelFilesError(
+            f"{path}: sha256 {found} does not match {CARD} ({expected}); the file is corrupt or was replaced"
+        )
+    return path
+
+
+def servable_variant(card: dict, wanted: str = "auto") -> str:
+    """auto: int8 when the export gate marked it servable, else fp32; otherwise the variant asked for."""
+    if wanted != "auto":
+        return wanted
+    return "int8" if card.get("int8", {}).get("servable") else "fp32"

@@ -1,0 +1,98 @@
+"""run_teacher(params) -> record: fine-tune the strong model, then write its logits for the student to learn from.
+
+Writes, under `out`: train.csv and validation.csv (idx and both logits), augmented.csv (perturbed train sentences
+with the teacher's logits) and record.json (the weights' sha256, the params, the validation scores).
+"""
+
+import json
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from acceptability import LOGIT_COLUMNS
+from acceptability.atomic import atomic_path, write_json
+from acceptability.augment import perturbations
+from acceptability.cola import read_split
+from acceptability.config import ModelShape, TrainConfig
+from acceptability.encode import load_tokenizer, tokenize_frames
+from acceptability.evaluation import score_predictions
+from acceptability.inference.hashing import sha256_file
+from acceptability.params import section
+from acceptability.pretrained import WEIGHTS, fetch_pretrained
+
+WORK = Path("models/teacher-work")  # kept after an interruption: training resumes from its last.ckpt
+
+
+def teacher_sections(params: dict) -> tuple[dict, TrainConfig, dict]:
+    """The teacher's model section (all of it: the stage downloads too), its train config and augment section."""
+    teacher = section(params, "teacher")
+    model_cfg, augment = section(teacher, "model"), section(teacher, "augment")
+    ModelShape.from_section(model_cfg, "teacher.model")
+    train_cfg = TrainConfig.from_section(section(teacher, "train"), "teacher.train")
+    if not isinstance(augment.get("copies"), int) or augment["copies"] < 0:
+        raise ValueError(
+            f"params.yaml: teacher.augment.copies must be an integer >= 0, found {augment.get('copies')!r}"
+        )
+    return model_cfg, train_cfg, augment
+
+
+def logits_frame(ids: pd.Series, logits: np.ndarray, **columns) -> pd.DataFrame:
+    frame = pd.DataFrame({"idx": ids.to_numpy(), **columns})
+    for i, name in enumerate(LOGIT_COLUMNS):
+        frame[name] = logits[:, i].round(5)
+    return frame
+
+
+def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path = WORK) -> dict:
+    from acceptability.datamodule import split_loader
+    from acceptability.module import load_classifier
+    from acceptability.predict import predict_logits
+    from acceptability.training import TrainPaths, train
+
+    model_cfg, train_cfg, augment = teacher_sections(params)
+    max_len = int(section(params, "data")["max_seq_length"])
+    frames = {"train": read_split(raw / "train.csv"), "validation": read_split(raw / "validation.csv")}
+    augmented = perturbations(frames["train"], augment["copies"], int(augment["seed"]))
+    frames["augmented"] = augmented.assign(idx=range(len(augmented)), label=-1)
+
+    paths = TrainPaths(work / "pretrained", work / "tokenized", raw, work / "model", work / "checkpoints", live_dir)
+    if not (paths.pretrained / WEIGHTS).is_file():
+        shutil.rmtree(paths.pretrained, ignore_errors=True)
+        with atomic_path(paths.pretrained) as folder:
+            pretrained = fetch_pretrained(model_cfg, folder)
+        write_json(work / "pretrained.json", pretrained)
+    shutil.rmtree(paths.tokenized, ignore_errors=True)
+    paths.tokenized.mkdir(parents=True)
+    meta = tokenize_frames(load_tokenizer(paths.pretrained, max_len), frames, paths.tokenized, max_len)
+    result = train(ModelShape.from_section(model_cfg, "teacher.model"), train_cfg, paths)
+
+    model = load_classifier(paths.out)
+    batch = int(train_cfg.eval_batch_size)
+    logits = {
+        name: predict_logits(model, split_loader(paths.tokenized / f"{name}.npz", meta["pad_token_id"], batch), name)
+        for name in frames
+    }
+    p_acceptable = np.exp(logits["validation"][:, 1]) / np.exp(logits["validation"]).sum(axis=1)
+    record = {
+        "pretrained": json.loads((work / "pretrained.json").read_text()),
+        "fine_tuned_sha256": sha256_file(paths.out / WEIGHTS),
+        "params": {"model": model_cfg, "train": asdict(train_cfg), "augment": augment, "max_seq_length": max_len},
+        "epochs_run": result["epochs_run"],
+        "scores": score_predictions(frames["validation"], p_acceptable),
+    }
+    with atomic_path(out) as folder:
+        folder.mkdir()
+        for name in ("train", "validation"):
+            logits_frame(frames[name]["idx"], logits[name]).to_csv(folder / f"{name}.csv", index=False)
+        extra = {key: augmented[key] for key in ("source_idx", "copy", "operation", "sentence")}
+        logits_frame(frames["augmented"]["idx"], logits["augmented"], **extra).to_csv(
+            folder / "augmented.csv", index=False
+        )
+        write_json(folder / "record.json", record)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"teacher val MCC {record['scores']['val']['mcc']:.4f}", file=sys.stderr)
+    return record

@@ -1,0 +1,186 @@
+"""The teacher's pieces: split-archive reassembly, perturbed sentences, the distillation loss, and calibration applied
+the same way on every path (torch, ONNX fp32 and int8, the API, Lambda)."""
+
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import sha256
+from test_serving import Server, post
+
+from acceptability.augment import perturbations
+from acceptability.calibration import ece, fit_temperature, probabilities, reliability
+from acceptability.errors import UserError
+from acceptability.pretrained import fetch_pretrained
+
+PARTS = [f"tiny-model-part-{i:03d}" for i in (1, 2, 3)]
+
+
+def fake_part_distributions(model_dir, site, pieces: int = 3) -> None:
+    """Installed distributions as the mpnet packages are: each holds one piece of a split zip of the model folder."""
+    archive = site / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(model_dir.iterdir()):
+            zipped.write(path, f"tiny-model/{path.name}")
+    data = archive.read_bytes()
+    size = -(-len(data) // pieces)
+    for i, name in enumerate(PARTS):
+        package = site / f"{name.replace('-', '_')}"
+        (package / "input").mkdir(parents=True)
+        piece = f"tiny-model.zip.{i + 1:03d}"
+        (package / "input" / piece).write_bytes(data[i * size : (i + 1) * size])
+        info = site / f"{name.replace('-', '_')}-0.0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+        (info / "RECORD").write_text(f"{package.name}/input/{piece},,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n")
+    archive.unlink()
+
+
+@pytest.fixture
+def parts_site(tiny_model_dir, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    fake_part_distributions(tiny_model_dir, site)
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def parts_cfg(tiny_model_dir, **changes) -> dict:
+    cfg = {
+        "model_name_or_path": "tiny",
+        "revision": None,
+        "source": "auto",
+        "package": None,
+        "package_parts": PARTS,
+        "dir": None,
+        "sha256": sha256(tiny_model_dir / "model.safetensors"),
+    }
+    return cfg | changes
+
+
+def test_split_archive_packages_are_reassembled_and_verified(parts_site, tiny_model_dir, tmp_path):
+    record = fetch_pretrained(parts_cfg(tiny_model_dir), tmp_path / "model")
+    assert record["source"] == "package" and record["sha256_verified"]
+    assert record["location"] == "packages:" + ",".join(f"{name}==0.0.1" for name in PARTS)
+    for name in ("model.safetensors", "config.json", "tokenizer.json"):
+        assert sha256(tmp_path / "model" / name) == sha256(tiny_model_dir / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "site"]  # the staging zip is gone
+
+
+def test_a_wrong_piece_fails_the_pin_and_never_falls_back(parts_site, tiny_model_dir, tmp_path):
+    pin = "0" * 64
+    with pytest.raises(UserError, match=f"does not match model.sha256 = {pin}"):
+        fetch_pretrained(parts_cfg(tiny_model_dir, sha256=pin), tmp_path / "model")
+    (parts_site / "tiny_model_part_002/input/tiny-model.zip.002").write_bytes(b"not a piece")
+    with pytest.raises(UserError, match="do not make a model zip"):
+        fetch_pretrained(parts_cfg(tiny_model_dir), tmp_path / "model2")
+
+
+def test_perturbed_sentences_are_seeded_and_each_differs_from_its_source():
+    frame = pd.DataFrame({"idx": [3, 5, 8], "sentence": ["The cat sat on the mat.", "Go!", "the the"]})
+    first, again = perturbations(frame, 2, 0), perturbations(frame, 2, 0)
+    pd.testing.assert_frame_equal(first, again)
+    assert first["source_idx"].tolist() == [3, 3, 5, 5, 8, 8] and first["copy"].tolist() == [0, 1] * 3
+    sources = dict(zip(frame["idx"], frame["sentence"], strict=True))
+    for row in first.itertuples():
+        assert row.sentence != sources[row.source_idx]
+        words, changed = sources[row.source_idx].split(), row.sentence.split()
+        assert len(changed) - len(words) == {"swap": 0, "drop": -1, "duplicate": 1}[row.operation]
+    assert set(first.loc[first["source_idx"] == 5, "operation"]) == {"duplicate"}  # one word: only duplication
+    assert not perturbations(frame, 2, 1).equals(first)
+
+
+def module(distill_weight: float, temperature: float, tiny_model_dir):
+    from acceptability.module import AcceptabilityClassifier
+
+    return AcceptabilityClassifier(
+        str(tiny_model_dir), 1e-3, 0.0, 0.0, distill_weight=distill_weight, distill_temperature=temperature
+    )
+
+
+def test_distillation_loss_mixes_gold_cross_entropy_and_softened_teacher_kl(tiny_model_dir):
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(6, 2), torch.randn(6, 2) * 3
+    labels = torch.tensor([1, 0, 1, -1, -1, 0])  # -1: a perturbed sentence, only the teacher's logits
+    batch = {"labels": labels, "teacher_logits": teacher}
+    gold = labels >= 0
+    ce = torch.nn.functional.cross_entropy(logits[gold], labels[gold])
+    t = 2.0
+    p_teacher = torch.softmax(teacher / t, -1)
+    kl = (p_teacher * (p_teacher.log() - torch.log_softmax(logits / t, -1))).sum(-1).mean() * t * t
+    plain = {"labels": labels.clamp(min=0), "teacher_logits": teacher}  # weight 0: the teacher is ignored
+    expected = torch.nn.functional.cross_entropy(logits, plain["labels"])
+    assert float(module(0.0, t, tiny_model_dir).loss(logits, plain)) == pytest.approx(float(expected))
+    assert float(module(1.0, t, tiny_model_dir).loss(logits, batch)) == pytest.approx(float(kl), rel=1e-5)
+    mixed = module(0.3, t, tiny_model_dir).loss(logits, batch)
+    assert float(mixed) == pytest.approx(float(0.7 * ce + 0.3 * kl), rel=1e-5)
+    # the student matching the teacher exactly leaves only the gold part
+    assert float(module(1.0, t, tiny_model_dir).loss(teacher, batch)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_temperature_scaling_corrects_a_known_miscalibration_and_keeps_every_decision():
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=4000) * 2
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-score))).astype(int)  # calibrated at temperature 1 by design
+    overconfident = np.stack([np.zeros_like(score), score * 4], axis=1)  # 4x too sharp
+    temperature = fit_temperature(overconfident[:2000], labels[:2000])  # fitted on one half, scored on the other
+    assert temperature == pytest.approx(4.0, rel=0.15)
+    before = ece(probabilities(overconfident[2000:]), labels[2000:])
+    after = ece(probabilities(overconfident[2000:], temperature), labels[2000:])
+    assert before > 0.1 and after < 0.03
+    assert (probabilities(overconfident, temperature).argmax(1) == overconfident.argmax(1)).all()
+    table = reliability(probabilities(overconfident, temperature), labels)
+    assert sum(row["n"] for row in table) == 4000 and table[0]["n"] == 0  # two classes: confidence >= 0.5
+
+
+def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
+    """A temperature in the model's config: torch, ONNX fp32 and int8, the HTTP API and Lambda all give
+    softmax(raw logits / T), and the card records T."""
+    from acceptability.export import export_onnx
+    from acceptability.inference.card import read_card
+    from acceptability.inference.predictor import Predictor
+    from acceptability.module import load_classifier
+    from acceptability.params import load_params
+    from acceptability.serving import lambda_handler
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported / "models/model", model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(config | {"calibration_temperature": 2.5}))
+    params = load_params(exported / "params.yaml")
+    result = export_onnx(model_dir, exported / "data/tokenized", tmp_path / "onnx", params["export"], 64, "tiny")
+    assert (
+        result["calibration_temperature"] == 2.5 and read_card(tmp_path / "onnx")["calibration"]["temperature"] == 2.5
+    )
+
+    sentences = ["The cat sat on the mat.", "Cat the mat on sat the."]
+    raw = load_classifier(exported / "models/model")  # the same weights, temperature 1
+    tokens = [Predictor.load(tmp_path / "onnx", "fp32").tokenizer.encode(s).ids for s in sentences]
+    with torch.inference_mode():
+        raw_logits = np.stack(
+            [raw(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0].numpy() for ids in tokens]
+        )
+        scaled = load_classifier(model_dir)
+        torch_logits = np.stack(
+            [scaled(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long))[0].numpy() for ids in tokens]
+        )
+    expected = probabilities(raw_logits, 2.5)
+    assert np.allclose(probabilities(torch_logits), expected, atol=1e-6)
+    assert np.allclose(Predictor.load(tmp_path / "onnx", "fp32").probabilities(sentences), expected, atol=1e-5)
+    assert np.allclose(Predictor.load(tmp_path / "onnx", "int8").probabilities(sentences), expected, atol=0.05)
+
+    served_variant = "int8" if read_card(tmp_path / "onnx")["int8"]["servable"] else "fp32"
+    served = Predictor.load(tmp_path / "onnx", served_variant).probabilities(sentences)[:, 1]
+    server = Server(tmp_path / "onnx", tmp_path / "log")
+    try:
+        api = [p["probabilities"]["acceptable"] for p in post(server, {"sentences": sentences}).json()["predictions"]]
+    finally:
+        server.stop()
+    monkeypatch.setenv("COLA_SERVE_MODEL_DIR", str(tmp_path / "onnx"))
+    monkeypatch.setattr(lambda_handler, "_loaded", {})
+    aws = [p["probabilities"]["acceptable"] for p in lambda_handler.handler({"sentences": sentences})["predictions"]]
+    assert np.allclose(api, served, atol=1e-6) and np.allclose(aws, served, atol=1e-6)
