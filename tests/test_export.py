@@ -51,12 +51,15 @@ def test_model_card_records_labels_hashes_metrics_and_gates(exported):
     assert set(card["metrics"]) == {"fp32", "int8"}
     assert card["gates"]["int8_servable"] == (card["gates"]["int8_mcc_drop"] <= 0.01)
     assert 0 <= card["gates"]["int8_agreement"] <= 1
+    export = yaml.safe_load((exported / "params.yaml").read_text())["export"]
     assert card["int8"] == {
-        "fused_before_quantizing": True,
-        "per_channel": True,
-        "reduce_range": True,
+        "fused_before_quantizing": export["fuse"],
+        "per_channel": export["per_channel"],
+        "reduce_range": export["reduce_range"],
         "servable": card["gates"]["int8_servable"],
     }  # the params that made it
+    assert card["calibration"]["temperature"] == 1.0  # this stand-in was never calibrated
+    assert set(card["metrics"]["int8"]) == {"mcc", "accuracy", "ece", "ece_uncalibrated"}
     metrics = json.loads((exported / "metrics/export.json").read_text())
     assert metrics["fp32_max_abs_logit_diff"] == card["gates"]["fp32_max_abs_logit_diff"]
 
