@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,21 +125,30 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@contextmanager
+def tiny_project(tmp_path_factory, name: str, base_params: dict, model_dir: Path):
+    """A new folder with conf/, the tiny params and download's outputs, as the working directory while open."""
+    from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
+
+    folder = tmp_path_factory.mktemp(name)
+    shutil.copytree(ROOT / "conf", folder / "conf")
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, model_dir)))
+        run_stage("download.py")
+        yield folder
+    finally:
+        os.chdir(cwd)
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher(tmp_path_factory, base_params, tiny_model_dir) -> Path:
     """data/teacher/ as the real teacher stage writes it, for the tiny model and data (once a session)."""
     from stage_runner import run_stage
 
-    folder = tmp_path_factory.mktemp("teacher")
-    shutil.copytree(ROOT / "conf", folder / "conf")
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
-        run_stage("download.py")
+    with tiny_project(tmp_path_factory, "teacher", base_params, tiny_model_dir) as folder:
         run_stage("teacher.py")
-    finally:
-        os.chdir(cwd)
     return folder / "data/teacher"
 
 
@@ -152,19 +162,9 @@ def tokenize_with_teacher(folder: Path, teacher: Path) -> None:
 
 @pytest.fixture(scope="session")
 def prepared_once(tmp_path_factory, base_params, tiny_model_dir, tiny_teacher) -> Path:
-    """download + tokenize on the tiny data, run once a session; `prepared` copies the result."""
-    from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
-
-    folder = tmp_path_factory.mktemp("prepared")
-    shutil.copytree(ROOT / "conf", folder / "conf")
-    cwd = os.getcwd()
-    os.chdir(folder)
-    try:
-        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
-        run_stage("download.py")
+    """download + tokenize on the tiny data, run once a session; `prepared` and `exported` copy the result."""
+    with tiny_project(tmp_path_factory, "prepared", base_params, tiny_model_dir) as folder:
         tokenize_with_teacher(folder, tiny_teacher)
-    finally:
-        os.chdir(cwd)
     return folder
 
 
@@ -178,20 +178,19 @@ def prepared(in_tmp, params, prepared_once) -> Path:
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory, base_params, tiny_model_dir, tiny_teacher):
-    """download + tokenize on the tiny data, a seeded tiny classifier in models/model, then the export stage."""
+def exported(tmp_path_factory, prepared_once, tiny_model_dir):
+    """The session's download + tokenize outputs, a seeded tiny classifier in models/model, then the export stage."""
     import torch
     from stage_runner import run_stage  # it imports this module: load it only once the fixtures are defined
     from transformers import BertForSequenceClassification
 
     folder = tmp_path_factory.mktemp("export")
-    shutil.copytree(ROOT / "conf", folder / "conf")
+    for name in ("conf", "data", "models", "params.yaml"):
+        copier = shutil.copytree if (prepared_once / name).is_dir() else shutil.copy2
+        copier(prepared_once / name, folder / name)
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        (folder / "params.yaml").write_text(yaml.safe_dump(tiny_params(base_params, tiny_model_dir)))
-        run_stage("download.py")
-        tokenize_with_teacher(folder, tiny_teacher)
         torch.manual_seed(1)
         model = BertForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
         model.save_pretrained(folder / "models/model", safe_serialization=True)
