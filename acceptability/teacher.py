@@ -16,6 +16,7 @@ import pandas as pd
 from acceptability import LOGIT_COLUMNS
 from acceptability.atomic import atomic_path, write_json
 from acceptability.augment import perturbations
+from acceptability.calibration import probabilities
 from acceptability.cola import read_split
 from acceptability.config import ModelShape, TrainConfig
 from acceptability.encode import load_tokenizer, tokenize_frames
@@ -27,17 +28,17 @@ from acceptability.pretrained import WEIGHTS, fetch_pretrained
 WORK = Path("models/teacher-work")  # kept after an interruption: training resumes from its last.ckpt
 
 
-def teacher_sections(params: dict) -> tuple[dict, TrainConfig, dict]:
-    """The teacher's model section (all of it: the stage downloads too), its train config and augment section."""
+def teacher_sections(params: dict) -> tuple[dict, ModelShape, TrainConfig, dict]:
+    """The teacher's model section (all of it: the stage downloads too), its shape, train config and augment section."""
     teacher = section(params, "teacher")
     model_cfg, augment = section(teacher, "model"), section(teacher, "augment")
-    ModelShape.from_section(model_cfg, "teacher.model")
+    shape = ModelShape.from_section(model_cfg, "teacher.model")
     train_cfg = TrainConfig.from_section(section(teacher, "train"), "teacher.train")
     if not isinstance(augment.get("copies"), int) or augment["copies"] < 0:
         raise ValueError(
             f"params.yaml: teacher.augment.copies must be an integer >= 0, found {augment.get('copies')!r}"
         )
-    return model_cfg, train_cfg, augment
+    return model_cfg, shape, train_cfg, augment
 
 
 def logits_frame(ids: pd.Series, logits: np.ndarray, **columns) -> pd.DataFrame:
@@ -53,7 +54,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     from acceptability.predict import predict_logits
     from acceptability.training import TrainPaths, train
 
-    model_cfg, train_cfg, augment = teacher_sections(params)
+    model_cfg, shape, train_cfg, augment = teacher_sections(params)
     max_len = int(section(params, "data")["max_seq_length"])
     frames = {"train": read_split(raw / "train.csv"), "validation": read_split(raw / "validation.csv")}
     augmented = perturbations(frames["train"], augment["copies"], int(augment["seed"]))
@@ -68,7 +69,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     shutil.rmtree(paths.tokenized, ignore_errors=True)
     paths.tokenized.mkdir(parents=True)
     meta = tokenize_frames(load_tokenizer(paths.pretrained, max_len), frames, paths.tokenized, max_len)
-    result = train(ModelShape.from_section(model_cfg, "teacher.model"), train_cfg, paths)
+    result = train(shape, train_cfg, paths)
 
     model = load_classifier(paths.out)
     batch = int(train_cfg.eval_batch_size)
@@ -76,7 +77,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
         name: predict_logits(model, split_loader(paths.tokenized / f"{name}.npz", meta["pad_token_id"], batch), name)
         for name in frames
     }
-    p_acceptable = np.exp(logits["validation"][:, 1]) / np.exp(logits["validation"]).sum(axis=1)
+    p_acceptable = probabilities(logits["validation"])[:, 1]
     record = {
         "pretrained": json.loads((work / "pretrained.json").read_text()),
         "fine_tuned_sha256": sha256_file(paths.out / WEIGHTS),
