@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from acceptability.config import DataSource
 from acceptability.errors import UserError
 from acceptability.inference.hashing import sha256_file
 
@@ -153,12 +154,12 @@ def with_idx(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def load_cola(cfg: dict) -> LoadedCola:
+def load_cola(cfg: DataSource) -> LoadedCola:
     """Load CoLA as the `data` section of params.yaml says; see docs/pipeline.md, "Running offline"."""
-    source, folder = resolve_source(cfg["source"], cfg.get("dir"))
+    source, folder = resolve_source(cfg.source, cfg.dir)
     if source == "dir":
-        return load_dir(folder, cfg["expected_rows"], cfg.get("sha256"))
-    return load_hub(cfg["hub_id"], cfg["hub_config"], cfg["hub_revision"], cfg["expected_rows"])
+        return load_dir(folder, cfg.expected_rows, cfg.sha256)
+    return load_hub(cfg.hub_id, cfg.hub_config, cfg.hub_revision, cfg.expected_rows)
 
 
 def hold_out(train: pd.DataFrame, rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

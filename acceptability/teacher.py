@@ -18,7 +18,7 @@ from acceptability.atomic import atomic_path, write_json
 from acceptability.augment import perturbations
 from acceptability.calibration import probabilities
 from acceptability.cola import read_split
-from acceptability.config import ModelShape, TrainConfig
+from acceptability.config import AugmentConfig, ModelShape, ModelSource, TrainConfig, max_seq_length
 from acceptability.encode import load_tokenizer, tokenize_frames
 from acceptability.evaluation import score_predictions
 from acceptability.inference.hashing import sha256_file
@@ -28,17 +28,14 @@ from acceptability.pretrained import WEIGHTS, fetch_pretrained
 WORK = Path("models/teacher-work")  # kept after an interruption: training resumes from its last.ckpt
 
 
-def teacher_sections(params: dict) -> tuple[dict, ModelShape, TrainConfig, dict]:
-    """The teacher's model section (all of it: the stage downloads too), its shape, train config and augment section."""
+def teacher_sections(params: dict) -> tuple[ModelSource, ModelShape, TrainConfig, AugmentConfig]:
+    """The teacher's model source (the stage downloads too) and shape, its train config and augment settings."""
     teacher = section(params, "teacher")
-    model_cfg, augment = section(teacher, "model"), section(teacher, "augment")
+    model_cfg = section(teacher, "model")
+    source = ModelSource.from_section(model_cfg, "teacher.model")
     shape = ModelShape.from_section(model_cfg, "teacher.model")
     train_cfg = TrainConfig.from_section(section(teacher, "train"), "teacher.train")
-    if not isinstance(augment.get("copies"), int) or augment["copies"] < 0:
-        raise ValueError(
-            f"params.yaml: teacher.augment.copies must be an integer >= 0, found {augment.get('copies')!r}"
-        )
-    return model_cfg, shape, train_cfg, augment
+    return source, shape, train_cfg, AugmentConfig.from_section(section(teacher, "augment"), "teacher.augment")
 
 
 def logits_frame(ids: pd.Series, logits: np.ndarray, **columns) -> pd.DataFrame:
@@ -54,17 +51,17 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     from acceptability.predict import predict_logits
     from acceptability.training import TrainPaths, train
 
-    model_cfg, shape, train_cfg, augment = teacher_sections(params)
-    max_len = int(section(params, "data")["max_seq_length"])
+    source, shape, train_cfg, augment = teacher_sections(params)
+    max_len = max_seq_length(params)
     frames = {"train": read_split(raw / "train.csv"), "validation": read_split(raw / "validation.csv")}
-    augmented = perturbations(frames["train"], augment["copies"], int(augment["seed"]))
+    augmented = perturbations(frames["train"], augment.copies, augment.seed)
     frames["augmented"] = augmented.assign(idx=range(len(augmented)), label=-1)
 
     paths = TrainPaths(work / "pretrained", work / "tokenized", raw, work / "model", work / "checkpoints", live_dir)
     if not (paths.pretrained / WEIGHTS).is_file():
         shutil.rmtree(paths.pretrained, ignore_errors=True)
         with atomic_path(paths.pretrained) as folder:
-            pretrained = fetch_pretrained(model_cfg, folder)
+            pretrained = fetch_pretrained(source, folder)
         write_json(work / "pretrained.json", pretrained)
     shutil.rmtree(paths.tokenized, ignore_errors=True)
     paths.tokenized.mkdir(parents=True)
@@ -72,7 +69,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     result = train(shape, train_cfg, paths)
 
     model = load_classifier(paths.out)
-    batch = int(train_cfg.eval_batch_size)
+    batch = train_cfg.eval_batch_size
     logits = {
         name: predict_logits(model, split_loader(paths.tokenized / f"{name}.npz", meta["pad_token_id"], batch), name)
         for name in frames
@@ -81,7 +78,12 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     record = {
         "pretrained": json.loads((work / "pretrained.json").read_text()),
         "fine_tuned_sha256": sha256_file(paths.out / WEIGHTS),
-        "params": {"model": model_cfg, "train": asdict(train_cfg), "augment": augment, "max_seq_length": max_len},
+        "params": {
+            "model": asdict(shape) | asdict(source),
+            "train": asdict(train_cfg),
+            "augment": asdict(augment),
+            "max_seq_length": max_len,
+        },
         "epochs_run": result["epochs_run"],
         "scores": score_predictions(frames["validation"], p_acceptable),
     }

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from acceptability.atomic import write_json
 from acceptability.cola import read_split
+from acceptability.config import BenchmarkConfig
 from acceptability.errors import run_cli
 from acceptability.ops.benchmark_report import benchmark_report, summary, write_plot
-from acceptability.params import load_params, positive, section
+from acceptability.params import load_params, section
 
 
 def main() -> None:
@@ -24,12 +25,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("metrics/benchmark.json"))
     parser.add_argument("--plot", type=Path, default=Path("metrics/benchmark_plot.csv"))
     args = parser.parse_args()
-    cfg = section(load_params(args.params), "benchmark")
-    for key in ("warmup", "repetitions", "batch_size"):
-        positive(cfg, key, int, "benchmark")
+    cfg = BenchmarkConfig.from_section(section(load_params(args.params), "benchmark"))
     frame = read_split(args.raw / "validation.csv")
-    if cfg.get("max_sentences"):
-        frame = frame.head(int(cfg["max_sentences"]))
+    if cfg.max_sentences:
+        frame = frame.head(cfg.max_sentences)
     report = benchmark_report(cfg, args.model, args.onnx, frame)
     write_json(args.out, report)
     write_plot(report, args.plot)

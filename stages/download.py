@@ -11,6 +11,7 @@ from pathlib import Path
 
 from acceptability.atomic import atomic_path, write_json
 from acceptability.cola import hold_out, load_cola, write_split
+from acceptability.config import DataSource, ModelSource
 from acceptability.errors import run_cli
 from acceptability.params import load_params, section
 from acceptability.pretrained import fetch_pretrained
@@ -25,12 +26,15 @@ def main() -> None:
     parser.add_argument("--model-record", type=Path, default=Path("models/pretrained.json"))
     args = parser.parse_args()
     params = load_params(args.params)
-    data_cfg, model_cfg = section(params, "data"), section(params, "model")
+    data_cfg, model_cfg = (
+        DataSource.from_section(section(params, "data")),
+        ModelSource.from_section(section(params, "model")),
+    )
 
     cola = load_cola(data_cfg)
     # Temperature scaling is fitted on these rows: never trained on, and not the validation split we report.
     cola.splits["train"], cola.splits["calibration"] = hold_out(
-        cola.splits["train"], int(data_cfg["calibration_rows"]), int(data_cfg["split_seed"])
+        cola.splits["train"], data_cfg.calibration_rows, data_cfg.split_seed
     )
     with atomic_path(args.data_out) as folder:
         folder.mkdir()

@@ -1,14 +1,15 @@
 """Stage `evaluate`: models/model/ on the validation split -> metrics/eval.json, predictions.csv, misclassified.csv,
 and reliability/{calibrated,uncalibrated}.csv (the reliability diagram's bins).
 
-Params: evaluate.batch_size.
+Params: evaluate (batch_size).
 """
 
 import argparse
 from pathlib import Path
 
+from acceptability.config import EvaluateConfig
 from acceptability.errors import run_cli
-from acceptability.params import load_params, positive, section
+from acceptability.params import load_params, section
 
 
 def main() -> None:
@@ -19,12 +20,11 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     args = parser.parse_args()
-    cfg = section(load_params(args.params), "evaluate")
-    positive(cfg, "batch_size", int, "evaluate")
+    cfg = EvaluateConfig.from_section(section(load_params(args.params), "evaluate"))
 
     from acceptability.evaluation import evaluate
 
-    result = evaluate(args.model, args.tokenized, args.raw, args.metrics, int(cfg["batch_size"]))
+    result = evaluate(args.model, args.tokenized, args.raw, args.metrics, cfg.batch_size)
     print(
         f"val/mcc {result['val']['mcc']:.4f} (in-domain {result['val_in_domain']['mcc']:.4f}, "
         f"out-of-domain {result['val_out_of_domain']['mcc']:.4f}) over {result['val']['n']} sentences; ECE "

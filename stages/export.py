@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from acceptability.atomic import write_json
+from acceptability.config import ExportConfig, max_seq_length
 from acceptability.errors import run_cli
 from acceptability.params import load_params, section
 
@@ -22,7 +23,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
     args = parser.parse_args()
     params = load_params(args.params)
-    cfg, max_len = section(params, "export"), int(section(params, "data")["max_seq_length"])
+    cfg, max_len = ExportConfig.from_section(section(params, "export")), max_seq_length(params)
     model_name = section(params, "model")["name"]
 
     from acceptability.export import export_onnx

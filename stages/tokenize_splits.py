@@ -10,9 +10,10 @@ import pandas as pd
 from acceptability import LOGIT_COLUMNS
 from acceptability.atomic import atomic_path
 from acceptability.cola import read_split
+from acceptability.config import max_seq_length
 from acceptability.encode import load_tokenizer, tokenize_frames
 from acceptability.errors import run_cli
-from acceptability.params import load_params, positive, section
+from acceptability.params import load_params
 
 SPLITS = ("train", "calibration", "validation")
 
@@ -39,9 +40,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path("models/pretrained"))
     parser.add_argument("--out", type=Path, default=Path("data/tokenized"))
     args = parser.parse_args()
-    data_cfg = section(load_params(args.params), "data")
-    positive(data_cfg, "max_seq_length", int, "data")
-    max_len = int(data_cfg["max_seq_length"])
+    max_len = max_seq_length(load_params(args.params))
     tokenizer = load_tokenizer(args.model, max_len)
 
     frames = {split: read_split(args.raw / f"{split}.csv") for split in SPLITS}

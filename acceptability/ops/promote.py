@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from acceptability.atomic import atomic_path, write_json
+from acceptability.config import PromoteConfig
 from acceptability.errors import UserError, run_cli
 from acceptability.ops.registry import assign, champion, read_verified
-from acceptability.params import load_params, section
+from acceptability.params import load_params
 from acceptability.scores import mcc
 
 PROMOTE, KEEP = "PROMOTE", "KEEP"
@@ -107,22 +108,22 @@ def latency_ratio(challenger: dict, champion_bench: dict) -> tuple[float, str]:
     return int8 / torch, "p95 ratio, each normalised by its own run's torch p95"
 
 
-def guardrails(cfg: dict, export: dict, bench: dict, champion_bench: dict | None) -> list[dict]:
+def guardrails(cfg: PromoteConfig, export: dict, bench: dict, champion_bench: dict | None) -> list[dict]:
     drop = number(export, "int8_mcc_drop", EXPORT)
     size = number(bench, "onnx_int8.size_mb", BENCHMARK)
     checks = [
         {
             "name": "int8 MCC drop",
             "value": drop,
-            "limit": cfg["max_int8_mcc_drop"],
-            "ok": drop <= cfg["max_int8_mcc_drop"],
+            "limit": cfg.max_int8_mcc_drop,
+            "ok": drop <= cfg.max_int8_mcc_drop,
             "detail": "fp32 MCC - int8 MCC on validation",
         },
         {
             "name": "int8 size (MB)",
             "value": size,
-            "limit": cfg["max_size_mb"],
-            "ok": size <= cfg["max_size_mb"],
+            "limit": cfg.max_size_mb,
+            "ok": size <= cfg.max_size_mb,
             "detail": "model.int8.onnx",
         },
     ]
@@ -131,7 +132,7 @@ def guardrails(cfg: dict, export: dict, bench: dict, champion_bench: dict | None
             {
                 "name": "int8 p95 latency ratio",
                 "value": None,
-                "limit": cfg["max_latency_ratio"],
+                "limit": cfg.max_latency_ratio,
                 "ok": True,
                 "detail": "no champion to compare with",
             }
@@ -142,23 +143,17 @@ def guardrails(cfg: dict, export: dict, bench: dict, champion_bench: dict | None
             {
                 "name": "int8 p95 latency ratio",
                 "value": ratio,
-                "limit": cfg["max_latency_ratio"],
-                "ok": ratio <= cfg["max_latency_ratio"],
+                "limit": cfg.max_latency_ratio,
+                "ok": ratio <= cfg.max_latency_ratio,
                 "detail": how,
             }
         )
     return checks
 
 
-def gate_config(params: dict) -> dict:
-    """The `promote` section, with the export gate's int8 threshold: one threshold, so the card's "servable" and the
-    promotion guardrail cannot disagree."""
-    return section(params, "promote") | {"max_int8_mcc_drop": section(params, "export")["max_int8_mcc_drop"]}
-
-
-def decide(repo: Path, cfg: dict) -> dict:
+def decide(repo: Path, cfg: PromoteConfig) -> dict:
     """The gate's decision for the workspace's model against the champion in GTO's registry."""
-    current = champion(repo, cfg["artifact"], cfg["stage"])
+    current = champion(repo, cfg.artifact, cfg.stage)
     challenger_frame = read_predictions(repo, None)
     export, bench = read_json(repo, None, EXPORT), read_json(repo, None, BENCHMARK)
     result = {"champion": current, "bootstrap": None}
@@ -172,23 +167,23 @@ def decide(repo: Path, cfg: dict) -> dict:
             both["label_champion"].to_numpy(),
             both["prediction_champion"].to_numpy(),
             both["prediction_challenger"].to_numpy(),
-            int(cfg["resamples"]),
-            int(cfg["seed"]),
+            cfg.resamples,
+            cfg.seed,
         )
         result["bootstrap"] = boot
-        better = boot["ci_low"] > cfg["margin"]
+        better = boot["ci_low"] > cfg.margin
         reasons.append(
             f"MCC {boot['challenger_mcc']:.4f} vs champion {boot['champion_mcc']:.4f} "
             f"(delta {boot['delta']:+.4f}, 95% CI [{boot['ci_low']:+.4f}, {boot['ci_high']:+.4f}]): "
             + ("the lower bound is above" if better else "the lower bound is not above")
-            + f" the margin {cfg['margin']}"
+            + f" the margin {cfg.margin}"
         )
         checks = guardrails(cfg, export, bench, read_json(repo, current["commit"], BENCHMARK))
     failed = [check for check in checks if not check["ok"]]
     reasons += [f"guardrail failed: {c['name']} = {c['value']:.4g} > {c['limit']}" for c in failed]
-    wins = current is None or result["bootstrap"]["ci_low"] > cfg["margin"]
+    wins = current is None or result["bootstrap"]["ci_low"] > cfg.margin
     result.update(
-        decision=PROMOTE if wins and not failed else KEEP, reasons=reasons, guardrails=checks, margin=cfg["margin"]
+        decision=PROMOTE if wins and not failed else KEEP, reasons=reasons, guardrails=checks, margin=cfg.margin
     )
     return result
 
@@ -231,10 +226,10 @@ def main() -> None:
     parser.add_argument("--md-out", type=Path, default=Path("promote.md"))
     parser.add_argument("--assign", action="store_true", help="on PROMOTE, tag HEAD with gto register/assign")
     args = parser.parse_args()
-    cfg = gate_config(load_params(args.repo / args.params))
+    cfg = PromoteConfig.from_params(load_params(args.repo / args.params))
     result = decide(args.repo, cfg)
     if result["decision"] == PROMOTE and args.assign:
-        result["assigned"] = assign(args.repo, cfg["artifact"], cfg["stage"])
+        result["assigned"] = assign(args.repo, cfg.artifact, cfg.stage)
     write_json(args.json_out, result)
     with atomic_path(args.md_out) as tmp:
         tmp.write_text(to_markdown(result))

@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from acceptability.atomic import atomic_path
+from acceptability.config import PromoteConfig
 from acceptability.errors import UserError, run_cli
-from acceptability.ops.promote import decide, fmt, gate_config, to_markdown
+from acceptability.ops.promote import decide, fmt, to_markdown
 from acceptability.ops.registry import git
 from acceptability.params import load_params
 
@@ -130,7 +131,7 @@ def save(figure, path: Path) -> Path:
     return path
 
 
-def build_report(repo: Path, base: str, out: Path, cfg: dict) -> dict:
+def build_report(repo: Path, base: str, out: Path, cfg: PromoteConfig) -> dict:
     """Write the Markdown report to `out` (images beside it); return the gate's result."""
     commit = git(repo, "rev-parse", "HEAD").strip()
     gate = decide(repo, cfg)
@@ -172,7 +173,7 @@ def main() -> None:
     parser.add_argument("--base", default="main", help="git ref to compare with (default main)")
     parser.add_argument("--out", type=Path, default=Path("report/report.md"))
     args = parser.parse_args()
-    cfg = gate_config(load_params(args.repo / args.params))
+    cfg = PromoteConfig.from_params(load_params(args.repo / args.params))
     gate = build_report(args.repo, args.base, args.out, cfg)
     print(f"wrote {args.out} (gate: {gate['decision']})")
 
