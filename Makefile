@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-teacher teacher repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images load-test monitor clean
+.PHONY: help install install-teacher teacher repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images load-test monitor monitoring-test screenshot clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,14 @@ load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics
 
 monitor: $(STAMP) ## Drift report of LOG (a prediction log) against validation -> monitor/report.md
 	$(BIN)/python -m acceptability.ops.monitor --log $(LOG) --out monitor
+
+monitoring-test: $(STAMP) ## promtool on monitoring/, the live-Prometheus test and the browser test (installs the tools)
+	bash .ci/monitoring-tools
+	$(BIN)/python -m pytest tests/test_monitoring.py tests/test_monitoring_live.py tests/test_try_page.py
+
+screenshot: $(STAMP) ## The try-it page in headless Chromium on models/onnx/ -> docs/images/try-it.png (after repro)
+	COLA_TRY_MODEL_DIR=$(abspath models/onnx) COLA_SCREENSHOT=$(abspath docs/images/try-it.png) \
+	  $(BIN)/python -m pytest -q tests/test_try_page.py
 
 exps: $(STAMP) ## The experiments of HEAD, best val MCC first, in 120 columns (ARGS=-A for every commit)
 	$(BIN)/python -m acceptability.ops.experiments -- $(ARGS)

@@ -199,3 +199,9 @@ def exported(tmp_path_factory, prepared_once, tiny_model_dir):
     finally:
         os.chdir(cwd)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tools() -> None:
+    """promtool, prometheus, chromium and chromedriver: installed from Debian when missing (.ci/monitoring-tools)."""
+    subprocess.run(["bash", str(ROOT / ".ci/monitoring-tools")], check=True, capture_output=True, text=True)

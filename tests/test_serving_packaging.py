@@ -226,6 +226,11 @@ def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(tmp_path):
         results[name] = (run.returncode, json.loads((out / "summary.json").read_text()))
         assert (out / "drift.png").read_bytes()[:4] == b"\x89PNG"
         assert "| sentence_length |" in (out / "report.md").read_text()
+        page = (out / "report.html").read_text()
+        assert page.count("<tr class=") == 3 and "<td>sentence_length</td>" in page
+        assert "src='data:image/png;base64,iVBORw0KGgo" in page  # the plots inside the page, as a PNG
+        results[name + "_html"] = page
+    assert "<tr class='drift'>" in results["shifted_html"] and "<tr class='drift'>" not in results["same_html"]
     code, same_summary = results["same"]
     assert code == 0 and all(f["flag"] == "stable" for f in same_summary["features"].values())
     assert same_summary["n_logged"] == 800 and same_summary["skipped_lines"] == 1
@@ -250,9 +255,14 @@ def test_the_built_wheel_holds_every_subpackage_and_serves_from_itself(tmp_path)
     with zipfile.ZipFile(wheel) as zipped:
         names = set(zipped.namelist())
         zipped.extractall(tmp_path / "site")
-    for module in ("serving/app.py", "serving/lambda_handler.py", "ops/promote.py", "inference/predictor.py"):
+    modules = ("serving/app.py", "serving/lambda_handler.py", "serving/static/try.html", "ops/promote.py")
+    for module in (*modules, "inference/predictor.py"):
         assert f"acceptability/{module}" in names
-    code = "import acceptability.serving.app as app, acceptability.serving.lambda_handler; print(app.__file__)"
+    code = (
+        "import acceptability.serving.app as app, acceptability.serving.lambda_handler\n"
+        "from acceptability.serving.page import PAGE\n"
+        "assert 'Check' in PAGE.read_text(); print(app.__file__)"
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -4,7 +4,8 @@
 
 For the predicted-acceptable rate, the confidence histogram and the sentence-length distribution it computes the
 population stability index (PSI) between validation and the logs, flags each (stable < 0.1 <= moderate < 0.25 <=
-drift), and writes monitor/report.md with plots and monitor/summary.json. --fail-on-drift exits 1 on any drift.
+drift), and writes monitor/report.md, monitor/report.html (the plots inside it) and monitor/summary.json.
+--fail-on-drift exits 1 on any drift.
 """
 
 import argparse
@@ -126,28 +127,64 @@ def plot(ref: pd.DataFrame, live: pd.DataFrame, path: Path) -> None:
     plt.close(figure)
 
 
+PAIRS = {
+    "predicted_acceptable_rate": ("reference", "live"),
+    "confidence": ("reference_mean", "live_mean"),
+    "sentence_length": ("reference_median", "live_median"),
+}
+
+
+def table_rows(summary: dict) -> list[tuple]:
+    """(feature, PSI, flag, validation, logs) per feature."""
+    return [
+        (name, f"{summary[name]['psi']:.4f}", summary[name]["flag"], summary[name][ref], summary[name][live])
+        for name, (ref, live) in PAIRS.items()
+    ]
+
+
 def write_report(summary: dict, n_live: int, skipped: int, n_ref: int, out: Path) -> None:
+    """report.md, and report.html: the same table with the plots inside it (one file to attach or open)."""
+    intro = (
+        f"{n_live} logged predictions ({skipped} other lines skipped) against {n_ref} validation sentences. "
+        f"PSI: stable < {MODERATE} <= moderate < {DRIFT} <= drift."
+    )
     lines = [
         "# Prediction drift report",
         "",
-        f"{n_live} logged predictions ({skipped} other lines skipped) against {n_ref} validation sentences.",
-        f"PSI: stable < {MODERATE} <= moderate < {DRIFT} <= drift.",
+        intro,
         "",
         "| feature | PSI | flag | validation | logs |",
         "|---|---|---|---|---|",
     ]
-    pairs = {
-        "predicted_acceptable_rate": ("reference", "live"),
-        "confidence": ("reference_mean", "live_mean"),
-        "sentence_length": ("reference_median", "live_median"),
-    }
-    for name, (ref_key, live_key) in pairs.items():
-        item = summary[name]
-        shown = f"**{item['flag']}**" if item["flag"] != "stable" else item["flag"]
-        lines.append(f"| {name} | {item['psi']:.4f} | {shown} | {item[ref_key]} | {item[live_key]} |")
+    for name, value, state, ref, live in table_rows(summary):
+        lines.append(f"| {name} | {value} | {f'**{state}**' if state != 'stable' else state} | {ref} | {live} |")
     lines += ["", "![Validation against the logs](drift.png)", ""]
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text("\n".join(lines))
+    with atomic_path(out / "report.html") as tmp:
+        tmp.write_text(html_report(intro, table_rows(summary), (out / "drift.png").read_bytes()))
+
+
+def html_report(intro: str, rows: list[tuple], png: bytes) -> str:
+    import base64
+    import html
+
+    cells = "".join(
+        f"<tr class='{html.escape(str(row[2]))}'>"
+        + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row)
+        + "</tr>"
+        for row in rows
+    )
+    image = base64.b64encode(png).decode()
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Prediction drift report</title>"
+        "<style>body{font:15px system-ui,sans-serif;max-width:70rem;margin:2rem auto}td,th{padding:.3rem .7rem;"
+        "border-bottom:1px solid #ddd;text-align:left}tr.drift{background:#fdecea}tr.moderate{background:#fff6d5}"
+        "img{max-width:100%}</style></head><body><h1>Prediction drift report</h1>"
+        f"<p>{html.escape(intro)}</p><table><tr><th>feature</th><th>PSI</th><th>flag</th><th>validation</th>"
+        f"<th>logs</th></tr>{cells}</table><img alt='Validation against the logs' src='data:image/png;base64,{image}'>"
+        "</body></html>\n"
+    )
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
     python -m acceptability.serving.server --host 127.0.0.1 --port 8080      # the limits of server.py
 
-POST /v1/predict {"sentences": [...]}, GET /v1/predict?sentence=..., GET or HEAD /healthz and /readyz, /metrics.
+POST /v1/predict {"sentences": [...]}, GET /v1/predict?sentence=..., GET or HEAD /healthz and /readyz, /metrics,
+and GET / (a page to try it in a browser).
 Bad input always gets a 4xx with {"error": {"type", "message"}}, whichever request it was batched with. A queue
 holding more work than the engine answers within the timeout gets 503 with Retry-After; a request not answered
 within its timeout gets 504, and its work is dropped if it has not started.
@@ -25,12 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acceptability.serving.batcher import MicroBatcher, QueueFull
 from acceptability.serving.metrics import Metrics
+from acceptability.serving.page import add_page
 from acceptability.serving.predlog import log_predictions, prediction_logger
 from acceptability.serving.schemas import ErrorResponse, PredictResponse, describe, request_model
 from acceptability.serving.settings import ServeSettings, load_served_model
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-ROUTES = ("/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
+ROUTES = ("/", "/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels: anything else is OTHER
 PROBE = "The model warms up on this sentence, and times how fast it answers."
 log = logging.getLogger("cola.serving")
@@ -122,7 +124,7 @@ def engine_capacity(predictor, settings: ServeSettings) -> int:
     if settings.max_queue_tokens:
         return settings.max_queue_tokens
     probe = [PROBE] * 16
-    tokens = token_count(predictor, probe)
+    tokens = sum(token_lengths(predictor, probe))
     started = time.perf_counter()
     predictor.predict(probe)
     tokens_per_s = tokens / max(time.perf_counter() - started, 1e-6)
@@ -130,9 +132,10 @@ def engine_capacity(predictor, settings: ServeSettings) -> int:
     return max(int(tokens_per_s * settings.timeout_s * settings.workers), largest_request)
 
 
-def token_count(predictor, sentences: list[str]) -> int:
-    """The cost of a request: its tokens, as the predictor will see them (truncated to the model's length)."""
-    return sum(len(encoding.ids) for encoding in predictor.tokenizer.encode_batch(sentences))
+def token_lengths(predictor, sentences: list[str]) -> list[int]:
+    """Each sentence's tokens, as the predictor will see them (truncated to the model's length): their sum is the
+    request's cost, and each is a drift observation."""
+    return [len(encoding.ids) for encoding in predictor.tokenizer.encode_batch(sentences)]
 
 
 async def client_left(request: Request) -> None:
@@ -149,10 +152,16 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        started = time.monotonic()
         predictor, app.state.version = load_served_model(settings)
         predictor.predict([PROBE])  # the first run allocates; not a user's cost
         app.state.predictor = predictor
         metrics.model.labels(app.state.version, predictor.variant).set(1)
+        baseline = predictor.card.get("drift_baseline", {}).get(predictor.variant)
+        if baseline is None:  # a card from an export before baselines: serve, but the drift rules compare nothing
+            log.warning("the model card has no drift baseline for %s: re-run `dvc repro export`", predictor.variant)
+        else:
+            metrics.set_baseline(baseline)
         capacity = engine_capacity(predictor, settings)
         metrics.capacity.set(capacity)
         app.state.batcher = MicroBatcher(
@@ -162,8 +171,11 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
         metrics.waiting.set_function(lambda: app.state.batcher.waiting)
         metrics.waiting_tokens.set_function(lambda: app.state.batcher.waiting_cost)
         app.state.ready = True
+        metrics.ready.set(1)
+        metrics.time_to_ready.set(time.monotonic() - started)
         yield
         app.state.ready = False
+        metrics.ready.set(0)
         await app.state.batcher.stop(settings.timeout_s)
 
     docs = {} if settings.docs else {"docs_url": None, "redoc_url": None}
@@ -177,6 +189,7 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
     app.state.ready = False
     add_error_handlers(app)
     serve = add_routes(app, settings, metrics, logger, predict_request)
+    add_page(app)
 
     async def fast_predict(request: Request, body: bytes) -> Response:
         try:  # json.loads, as FastAPI parses bodies: a lone surrogate escape is JSON, and the model's to refuse
@@ -203,9 +216,8 @@ def add_error_handlers(app: FastAPI) -> None:
         return error(exc.status_code, "http_error", str(exc.detail), headers=getattr(exc, "headers", None))
 
 
-async def predict_or_error(request: Request, sentences: list[str], timeout_s: float):
-    """The batcher's answer for one request, or the error response that replaces it."""
-    cost = token_count(request.app.state.predictor, sentences)
+async def predict_or_error(request: Request, sentences: list[str], cost: int, timeout_s: float):
+    """The batcher's answer for one request (cost: its tokens), or the error response that replaces it."""
     job = asyncio.ensure_future(request.app.state.batcher.submit(sentences, cost))
     left = asyncio.ensure_future(client_left(request))
     try:
@@ -238,12 +250,12 @@ def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, 
         supplied = request.headers.get("x-request-id", "")
         request_id = supplied if REQUEST_ID.fullmatch(supplied) else uuid.uuid4().hex
         started = time.perf_counter()
-        results = await predict_or_error(request, sentences, settings.timeout_s)
+        lengths = token_lengths(request.app.state.predictor, sentences)
+        results = await predict_or_error(request, sentences, sum(lengths), settings.timeout_s)
         if isinstance(results, Response):
             return results
         version = request.app.state.version
-        for result in results:
-            metrics.predictions.labels(result["label"]).inc()
+        metrics.observe(results, lengths)
         log_predictions(
             logger, sentences, results, request_id, version, time.perf_counter() - started, settings.log_text
         )
