@@ -99,7 +99,7 @@ def test_train_stage_rejects_unknown_model_without_traceback(in_tmp, params):
 
 def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):
     assert TrainConfig.from_section(base_params["train"]).learning_rate == base_params["train"]["learning_rate"]
-    assert ModelShape.from_section(base_params["model"]) == ModelShape("all_minilm_l6_v2", "mean", 4)
+    assert ModelShape.from_section(base_params["model"]) == ModelShape("all_minilm_l6_v2", "mean", 6)
     missing = {key: value for key, value in base_params["train"].items() if key != "warmup_ratio"}
     with pytest.raises(UserError, match="params.yaml: train lacks warmup_ratio; conf/ sets every key"):
         TrainConfig.from_section(missing)
