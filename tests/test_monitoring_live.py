@@ -20,6 +20,7 @@ from conftest import ROOT
 from test_monitoring import DASHBOARD, alerts, recorded
 from test_serving import Server
 
+from acceptability.inference.card import servable_variant
 from acceptability.ops.loadtest import free_port
 
 pytestmark = pytest.mark.slow
@@ -155,16 +156,12 @@ def test_prometheus_scrapes_the_api_and_every_rule_evaluates(stack):
 
 def test_the_served_baseline_is_the_cards(stack):
     _, prometheus, card = stack
-    baseline = card["drift_baseline"][card_variant(card)]
+    baseline = card["drift_baseline"][servable_variant(card)]
     served = prometheus.by_label("cola:baseline_label_share", "label")
     assert served == pytest.approx(baseline["label_share"])
     means = prometheus.by_label("cola:baseline_mean", "quantity")
     assert means == pytest.approx({key: baseline[key]["mean"] for key in ("confidence", "tokens")})
     assert prometheus.values("cola_ready") == [1.0] and 0 < prometheus.values("cola_time_to_ready_seconds")[0] < 60
-
-
-def card_variant(card: dict) -> str:
-    return "int8" if card["int8"]["servable"] else "fp32"
 
 
 def test_every_alert_expression_and_dashboard_query_evaluates(stack):
@@ -199,3 +196,25 @@ def test_bad_requests_make_the_client_error_alert_fire(stack):
     assert "CoLAServerErrors" not in firing and "CoLAOverloaded" not in firing
     (ratio,) = prometheus.values("cola:http_client_errors:ratio_rate5m")
     assert ratio > 0.25
+
+
+def test_a_card_without_a_baseline_still_serves(exported, tmp_path):
+    """A model exported before drift baselines: the API serves it and exports no baseline gauge values."""
+    import shutil
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(exported / "models/onnx", folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    del card["drift_baseline"]
+    (folder / "model_card.json").write_text(json.dumps(card))
+    api = Server(folder, tmp_path / "predictions.log")
+    try:
+        assert httpx.get(f"{api.url}/readyz").json()["status"] == "ready"
+        assert httpx.post(f"{api.url}/v1/predict", json={"sentences": GOOD[:1]}).status_code == 200
+        exposed = httpx.get(f"{api.url}/metrics").text
+        assert "cola_prediction_confidence_count 1.0" in exposed
+        assert not re.search(r"^cola_baseline_mean\{", exposed, flags=re.M)
+    finally:
+        api.process.terminate()
+        _, stderr = api.process.communicate(timeout=30)
+    assert "has no drift baseline for" in stderr
