@@ -7,7 +7,7 @@ from params.yaml is an error that names it, and so is a key nobody reads (a typo
 from dataclasses import dataclass, fields
 
 from acceptability.errors import UserError
-from acceptability.params import check_model, check_train, positive
+from acceptability.params import check_model, check_train, natural, positive
 
 
 def values(cls, section: dict, where: str) -> dict:
@@ -26,11 +26,11 @@ def no_unknown(cls, section: dict, where: str, *others) -> None:
         raise UserError(f"params.yaml: {where} has keys no code reads: {', '.join(unknown)}")
 
 
-def natural(section: dict, key: str, where: str) -> None:
-    """An integer >= 0 (a count that may be zero, or a seed)."""
-    value = section.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"params.yaml: {where}.{key} must be an integer >= 0, found {value!r}")
+def whole(cls, section: dict, where: str):
+    """cls built from a section it reads whole: every field present, no other key."""
+    config = cls(**values(cls, section, where))
+    no_unknown(cls, section, where)
+    return config
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,7 @@ class TrainConfig:
 
     @classmethod
     def from_section(cls, section: dict, where: str = "train") -> "TrainConfig":
-        config = cls(**values(cls, section, where))
-        no_unknown(cls, section, where)
+        config = whole(cls, section, where)
         check_train(section)
         return config
 
@@ -144,8 +143,7 @@ class AugmentConfig:
 
     @classmethod
     def from_section(cls, section: dict, where: str = "teacher.augment") -> "AugmentConfig":
-        config = cls(**values(cls, section, where))
-        no_unknown(cls, section, where)
+        config = whole(cls, section, where)
         natural(section, "copies", where)
         natural(section, "seed", where)
         return config
@@ -157,8 +155,7 @@ class EvaluateConfig:
 
     @classmethod
     def from_section(cls, section: dict, where: str = "evaluate") -> "EvaluateConfig":
-        config = cls(**values(cls, section, where))
-        no_unknown(cls, section, where)
+        config = whole(cls, section, where)
         positive(section, "batch_size", int, where)
         return config
 
@@ -176,8 +173,7 @@ class ExportConfig:
 
     @classmethod
     def from_section(cls, section: dict, where: str = "export") -> "ExportConfig":
-        config = cls(**values(cls, section, where))
-        no_unknown(cls, section, where)
+        config = whole(cls, section, where)
         positive(section, "opset", int, where)
         positive(section, "max_abs_logit_diff", float, where)
         if not isinstance(config.max_int8_mcc_drop, (int, float)) or config.max_int8_mcc_drop < 0:
@@ -200,8 +196,7 @@ class BenchmarkConfig:
 
     @classmethod
     def from_section(cls, section: dict, where: str = "benchmark") -> "BenchmarkConfig":
-        config = cls(**values(cls, section, where))
-        no_unknown(cls, section, where)
+        config = whole(cls, section, where)
         for key in ("threads", "warmup", "repetitions", "batch_size"):
             positive(section, key, int, where)
         if config.max_sentences is not None:
@@ -235,7 +230,8 @@ class PromoteConfig:
             )
         section = {**promote, "max_int8_mcc_drop": ExportConfig.from_section(export).max_int8_mcc_drop}
         config = cls(**values(cls, section, "promote"))
-        for key in ("resamples", "max_latency_ratio", "max_size_mb"):
-            positive(section, key, float if key != "resamples" else int, "promote")
+        positive(section, "resamples", int, "promote")
+        for key in ("max_latency_ratio", "max_size_mb"):
+            positive(section, key, float, "promote")
         natural(section, "seed", "promote")
         return config

@@ -63,6 +63,13 @@ def positive(cfg: dict, key: str, kind: type, where: str) -> None:
         raise UserError(f"params.yaml: {where}.{key} must be {expected}, found {value!r}")
 
 
+def natural(cfg: dict, key: str, where: str) -> None:
+    """An integer >= 0 (a count that may be zero, or a seed)."""
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"params.yaml: {where}.{key} must be an integer >= 0, found {value!r}")
+
+
 def fraction(cfg: dict, key: str, where: str) -> None:
     """A value in [0, 1): a ratio, a probability or a smoothing weight."""
     value = cfg.get(key)
@@ -100,8 +107,7 @@ def check_distillation(train: dict) -> None:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
         raise UserError(f"params.yaml: train.distill_weight must be in [0, 1] (0 = no teacher), found {weight!r}")
     positive(train, "distill_temperature", float, "train")
-    if isinstance(copies, bool) or not isinstance(copies, int) or copies < 0:
-        raise UserError(f"params.yaml: train.augmented_per_sentence must be an integer >= 0, found {copies!r}")
+    natural(train, "augmented_per_sentence", "train")
     if copies and not weight:
         raise UserError(
             "params.yaml: train.augmented_per_sentence > 0 needs train.distill_weight > 0: the perturbed sentences "
