@@ -32,6 +32,22 @@ class EncodedSplit(Dataset):
         return row + (self.arrays["teacher_logits"][i],) if "teacher_logits" in self.arrays else row
 
 
+class RotatingCopies:
+    """The rows of an epoch: every gold row and `per_epoch` perturbed copies of each train sentence, the next ones
+    each epoch (epoch e takes copies e*k to e*k + k - 1, modulo the number the teacher labelled), so the student sees
+    more varied sentences in the same number of steps. With as many copies as it takes per epoch: every row, always.
+    """
+
+    def __init__(self, copy: np.ndarray, per_epoch: int):
+        """copy: per row, which perturbation of its sentence it is; -1 for a gold row."""
+        self.copy, self.per_epoch = copy, per_epoch
+        self.labelled = int(copy.max(initial=-1)) + 1
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        wanted = (epoch * self.per_epoch + np.arange(self.per_epoch)) % self.labelled
+        return np.flatnonzero((self.copy < 0) | np.isin(self.copy, wanted))
+
+
 class LengthGroupedBatches:
     """Shuffled batches of similar length: padding shrinks to almost nothing, so steps get about twice as fast.
 
@@ -48,20 +64,25 @@ class LengthGroupedBatches:
         pool_batches: int = 50,
         rank: int = 0,
         world_size: int = 1,
+        epoch_rows: "RotatingCopies | None" = None,
     ):
+        """epoch_rows: which rows each epoch draws from (the same number every epoch); None: all of them."""
         self.lengths, self.batch_size, self.seed, self.pool = lengths, batch_size, seed, pool_batches
         self.rank, self.world_size = rank, world_size
+        self.epoch_rows = epoch_rows
+        self.rows = len(epoch_rows(0)) if epoch_rows else len(lengths)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size) // self.world_size
+        return -(-self.rows // self.batch_size) // self.world_size
 
     def __iter__(self):
         rng = np.random.default_rng(self.seed + self.epoch)
-        order = rng.permutation(len(self.lengths))
+        rows = self.epoch_rows(self.epoch) if self.epoch_rows else np.arange(len(self.lengths))
+        order = rows[rng.permutation(len(rows))]
         pool_size = self.batch_size * self.pool
         batches = []
         for start in range(0, len(order), pool_size):
@@ -120,6 +141,7 @@ class ColaDataModule(L.LightningDataModule):
         self.collate = PadCollator(pad_token_id)
         self.num_workers = num_workers
         self.splits: dict[str, EncodedSplit] = {}
+        self.epoch_rows: RotatingCopies | None = None  # set with the perturbed copies
 
     def setup(self, stage: str | None = None) -> None:
         for split in ("train", "validation"):
@@ -146,17 +168,15 @@ class ColaDataModule(L.LightningDataModule):
         if not self.augmented:
             return train
         extra = load_encoded(self.tokenized_dir / "augmented.npz")
-        keep = np.flatnonzero(extra["copy"] < self.augmented)
         if extra["copy"].max(initial=-1) + 1 < self.augmented:
             raise UserError(
                 f"train.augmented_per_sentence={self.augmented}, but the teacher labelled only "
                 f"{extra['copy'].max(initial=-1) + 1} copies per sentence (teacher.augment.copies)"
             )
-        starts, ends = extra["offsets"][keep], extra["offsets"][keep + 1]
-        subset = {key: extra[key][keep] for key in ("idx", "labels", "teacher_logits")}
-        subset["input_ids"] = np.concatenate([extra["input_ids"][a:b] for a, b in zip(starts, ends, strict=True)])
-        subset["offsets"] = np.concatenate([[0], np.cumsum(ends - starts)])
-        return concat_encoded(train, subset)
+        self.epoch_rows = RotatingCopies(
+            np.concatenate([np.full(len(train["labels"]), -1), extra["copy"]]), self.augmented
+        )
+        return concat_encoded(train, extra)
 
     def loader(self, split: str, **sampling) -> DataLoader:
         return DataLoader(
@@ -171,7 +191,9 @@ class ColaDataModule(L.LightningDataModule):
         offsets = self.splits["train"].arrays["offsets"]
         trainer = self.trainer  # None outside a Trainer: one process
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        batches = LengthGroupedBatches(np.diff(offsets), self.batch_size, self.seed, rank=rank, world_size=world)
+        batches = LengthGroupedBatches(
+            np.diff(offsets), self.batch_size, self.seed, rank=rank, world_size=world, epoch_rows=self.epoch_rows
+        )
         return self.loader("train", batch_sampler=batches)
 
     def val_dataloader(self) -> DataLoader:

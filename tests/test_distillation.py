@@ -95,6 +95,41 @@ def test_perturbed_sentences_are_seeded_and_each_differs_from_its_source():
     assert not perturbations(frame, 2, 1).equals(first)
 
 
+def test_each_epoch_takes_the_next_perturbed_copies_and_every_gold_row():
+    from acceptability.datamodule import LengthGroupedBatches, RotatingCopies
+
+    gold, copies = 5, 4
+    copy = np.concatenate([np.full(gold, -1), np.tile(np.arange(copies), 6)])  # 6 sentences, 4 copies each
+    rows = RotatingCopies(copy, per_epoch=2)
+    taken = [set(copy[rows(epoch)]) for epoch in range(3)]
+    assert taken == [{-1, 0, 1}, {-1, 2, 3}, {-1, 0, 1}]
+    assert all(len(rows(epoch)) == gold + 2 * 6 for epoch in range(3))
+    assert np.array_equal(RotatingCopies(copy, per_epoch=4)(1), np.arange(len(copy)))  # all the copies: every row
+    assert set(copy[RotatingCopies(copy, per_epoch=3)(1)]) == {-1, 3, 0, 1}  # wraps around
+
+    batches = LengthGroupedBatches(np.ones(len(copy), int), 4, seed=0, epoch_rows=rows)
+    for epoch in range(2):
+        batches.set_epoch(epoch)
+        seen = [row for batch in batches for row in batch]
+        assert len(batches) == 5 and sorted(seen) == rows(epoch).tolist()
+
+
+def test_shortest_first_logits_are_the_file_order_logits(tiny_model_dir, tmp_path):
+    from acceptability.datamodule import split_loader
+    from acceptability.encode import load_tokenizer, tokenize_frames
+    from acceptability.module import load_classifier
+    from acceptability.predict import predict_logits
+    from acceptability.teacher import shortest_first_logits
+
+    sentences = ["A much longer sentence than the others, with many more words in it.", "Go.", "The cat sat.", "Hi"]
+    frame = pd.DataFrame({"idx": range(4), "sentence": sentences, "label": [1, 1, 1, 0]})
+    meta = tokenize_frames(load_tokenizer(tiny_model_dir, 32), {"train": frame}, tmp_path, 32)
+    model = load_classifier(tiny_model_dir)
+    expected = predict_logits(model, split_loader(tmp_path / "train.npz", meta["pad_token_id"], 4))
+    got = shortest_first_logits(model, tmp_path / "train.npz", meta["pad_token_id"], 2)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def module(distill_weight: float, temperature: float, tiny_model_dir):
     from acceptability.module import AcceptabilityClassifier
 

@@ -120,8 +120,9 @@ def test_frozen_teacher_reruns_only_when_unfrozen_and_records_its_weights(repo, 
     assert yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["teacher"]["frozen"] is True
     record = json.loads((repo / "data/teacher/record.json").read_text())
     assert len(record["fine_tuned_sha256"]) == 64 and record["pretrained"]["sha256_verified"]
-    assert record["params"]["model"]["name"] == "tiny_local" and record["params"]["augment"]["copies"] == 2
-    assert len((repo / "data/teacher/augmented.csv").read_text().splitlines()) == 1 + 2 * 32
+    copies = yaml.safe_load((ROOT / "conf/teacher/default.yaml").read_text())["augment"]["copies"]
+    assert record["params"]["model"]["name"] == "tiny_local" and record["params"]["augment"]["copies"] == copies
+    assert len((repo / "data/teacher/augmented.csv").read_text().splitlines()) == 1 + copies * 32
 
 
 def test_repro_builds_every_stage_and_writes_the_metrics_schema(repo, first_repro):
