@@ -114,6 +114,25 @@ def test_each_epoch_takes_the_next_perturbed_copies_and_every_gold_row():
         assert len(batches) == 5 and sorted(seen) == rows(epoch).tolist()
 
 
+def test_asking_for_more_copies_per_epoch_than_the_teacher_labelled_names_both_numbers(tiny_model_dir, tmp_path):
+    from acceptability.datamodule import ColaDataModule
+    from acceptability.encode import load_tokenizer, tokenize_frames
+
+    train = pd.DataFrame({"idx": [0, 1], "sentence": ["The cat sat.", "Go home."], "label": [1, 1]})
+    augmented = perturbations(train, 2, 0).assign(idx=range(4), label=-1)
+    logits = {"train": np.zeros((2, 2), np.float32), "augmented": np.zeros((4, 2), np.float32)}
+    frames = {"train": train, "validation": train, "augmented": augmented}
+    meta = tokenize_frames(load_tokenizer(tiny_model_dir, 32), frames, tmp_path, 32, logits)
+    data = ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=True, augmented=3)
+    with pytest.raises(
+        UserError, match=r"augmented_per_sentence=3, but the teacher labelled only 2 copies per sentence"
+    ):
+        data.setup()
+    data = ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=True, augmented=1)
+    data.setup()
+    assert len(data.splits["train"]) == 6 and len(data.train_dataloader()) == 2  # 2 gold rows + 1 copy of each
+
+
 def test_shortest_first_logits_are_the_file_order_logits(tiny_model_dir, tmp_path):
     from acceptability.datamodule import split_loader
     from acceptability.encode import load_tokenizer, tokenize_frames
