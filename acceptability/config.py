@@ -162,14 +162,20 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """The `export` section: the ONNX opset, the int8 recipe and the two gates (fp32 parity, int8 MCC drop)."""
+    """The `export` section: the ONNX opset, the int8 recipe, the two gates (fp32 parity, int8 MCC drop on this CPU
+    and on each emulated instruction set) and the golden set the server checks itself with."""
 
     opset: int
     fuse: bool
+    weight_type: str
     per_channel: bool
     reduce_range: bool
+    fp32_nodes: list
     max_abs_logit_diff: float
     max_int8_mcc_drop: float
+    emulated_isas: list
+    golden_sentences: int
+    golden_tolerance: float
 
     @classmethod
     def from_section(cls, section: dict, where: str = "export") -> "ExportConfig":
@@ -181,7 +187,22 @@ class ExportConfig:
         for flag in ("fuse", "per_channel", "reduce_range"):
             if not isinstance(section[flag], bool):
                 raise UserError(f"params.yaml: {where}.{flag} must be true or false, found {section[flag]!r}")
+        if config.weight_type not in ("int8", "uint8"):
+            raise UserError(f"params.yaml: {where}.weight_type must be int8 or uint8, found {config.weight_type!r}")
+        nodes = config.fp32_nodes
+        if not isinstance(nodes, list) or not all(isinstance(node, str) and node for node in nodes):
+            raise UserError(f"params.yaml: {where}.fp32_nodes must be a list of node-name parts, found {nodes!r}")
+        isas = config.emulated_isas
+        if not isinstance(isas, list) or any(isa not in EMULATED_ISAS for isa in isas) or len(set(isas)) < len(isas):
+            raise UserError(f"params.yaml: {where}.emulated_isas must list distinct ones of {list(EMULATED_ISAS)}")
+        positive(section, "golden_sentences", int, where)
+        positive(section, "golden_tolerance", float, where)
         return config
+
+
+# The instruction sets the export can measure int8 on under qemu (acceptability/isa.py's EMULATED_CPU; not imported:
+# every stage reads this module, and the emulation is the export's alone).
+EMULATED_ISAS = ("avx2", "vnni")
 
 
 @dataclass(frozen=True)

@@ -40,3 +40,17 @@ def usable_cores() -> int:
 
 def describe() -> dict:
     return {"cpu": cpu_name(), "simd": simd(), "cores": usable_cores(), "python": platform.python_version()}
+
+
+def same_machine(a: dict | None, b: dict | None) -> bool:
+    """Whether two benchmark runs' `machine` records name the same kind of machine (CPU, vector instructions, cores),
+    the condition for comparing their absolute timings. A record missing either side never matches."""
+    keys = ("cpu", "simd", "cores")
+    return bool(a and b) and all(key in a and a.get(key) == b.get(key) for key in keys)
+
+
+def describe_difference(a: dict | None, b: dict | None) -> str:
+    def name(m):
+        return f"{m.get('cpu', '?')} [{', '.join(m.get('simd', []))}], {m.get('cores', '?')} cores" if m else "unknown"
+
+    return f"{name(a)} against {name(b)}"

@@ -1,6 +1,7 @@
 """ONNX export of a tiny classifier: parity with torch, the int8 gate, the model card, and the torch-free predictor."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -54,8 +55,10 @@ def test_model_card_records_labels_hashes_metrics_and_gates(exported):
     export = yaml.safe_load((exported / "params.yaml").read_text())["export"]
     assert card["int8"] == {
         "fused_before_quantizing": export["fuse"],
+        "weight_type": export["weight_type"],
         "per_channel": export["per_channel"],
         "reduce_range": export["reduce_range"],
+        "fp32_nodes": ["/bert/encoder/layer.0/output/dense/MatMul", "/bert/encoder/layer.1/output/dense/MatMul"],
         "servable": card["gates"]["int8_servable"],
     }  # the params that made it
     assert card["calibration"]["temperature"] == 1.0  # this stand-in was never calibrated
@@ -167,6 +170,36 @@ def test_parity_gate_failure_stops_the_stage_and_leaves_no_output(exported, tmp_
     assert "export.max_abs_logit_diff allows 1e-12" in result.stderr
     assert not (tmp_path / "project/models/onnx").exists()
     assert list((tmp_path / "project/models").glob(".onnx.*")) == []
+
+
+def test_missing_qemu_stops_the_stage_with_what_to_do(exported, tmp_path, monkeypatch):
+    shutil.copytree(exported, tmp_path / "project")
+    monkeypatch.chdir(tmp_path / "project")
+    shutil.rmtree("models/onnx")
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}
+    result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: qemu-x86_64 not found: install Debian's qemu-user")
+    assert "or set export.emulated_isas to [] to measure int8 on this CPU alone" in result.stderr
+    env["COLA_QEMU"] = "/no/such/qemu"
+    result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True, env=env)
+    assert result.stderr == "error: COLA_QEMU='/no/such/qemu' is not an executable file\n"
+    assert not (tmp_path / "project/models/onnx").exists()
+
+
+def test_an_fp32_node_pattern_that_names_no_node_is_an_error(exported, tmp_path, monkeypatch):
+    shutil.copytree(exported, tmp_path / "project")
+    monkeypatch.chdir(tmp_path / "project")
+    shutil.rmtree("models/onnx")
+    params = yaml.safe_load(open("params.yaml"))
+    params["export"]["fp32_nodes"] = ["layer.0/output/dense/", "layer.7/output/dense/"]  # the tiny model has 2
+    open("params.yaml", "w").write(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: params.yaml: export.fp32_nodes: 'layer.7/output/dense/' is in no node name of fused.tmp.onnx\n"
+    )
+    assert not (tmp_path / "project/models/onnx").exists()
 
 
 def test_missing_model_folder_is_named_instead_of_asking_the_hub(tmp_path):

@@ -112,11 +112,11 @@ def test_dashboard_covers_what_on_call_needs():
 
 
 def test_no_label_can_carry_sentence_text():
-    """Label names are a closed set, and none of them takes a sentence."""
+    """Label names are a closed set, and none of them takes a sentence (`reason` is one of selfcheck.REASONS)."""
     labels = set()
     for collector in Metrics().registry._collector_to_names:
         labels |= set(getattr(collector, "_labelnames", ()))
-    assert labels == {"method", "path", "status", "label", "version", "variant", "quantity", "le"}
+    assert labels == {"method", "path", "status", "label", "version", "variant", "reason", "quantity", "le"}
 
 
 def logged_fields(log_text: bool) -> set[str]:

@@ -20,7 +20,6 @@ from conftest import ROOT
 from test_monitoring import DASHBOARD, alerts, recorded
 from test_serving import Server
 
-from acceptability.inference.card import servable_variant
 from acceptability.ops.loadtest import free_port
 
 pytestmark = pytest.mark.slow
@@ -155,8 +154,10 @@ def test_prometheus_scrapes_the_api_and_every_rule_evaluates(stack):
 
 
 def test_the_served_baseline_is_the_cards(stack):
-    _, prometheus, card = stack
-    baseline = card["drift_baseline"][servable_variant(card)]
+    api, prometheus, card = stack
+    variant = httpx.get(f"{api.url}/readyz").json()["served"]["variant"]
+    assert prometheus.values(f'cola_served_variant{{variant="{variant}"}}') == [1.0]
+    baseline = card["drift_baseline"][variant]
     served = prometheus.by_label("cola:baseline_label_share", "label")
     assert served == pytest.approx(baseline["label_share"])
     means = prometheus.by_label("cola:baseline_mean", "quantity")

@@ -65,6 +65,7 @@ def write_results(
     torch_p95: float = 25.0,
     size_mb: float = 22.0,
     locked: bool = True,
+    machine: dict | None = None,
 ) -> None:
     truth = labels()
     (repo / "metrics").mkdir(exist_ok=True)
@@ -76,7 +77,11 @@ def write_results(
     (repo / "metrics/export.json").write_text(json.dumps({"int8_mcc_drop": int8_drop}))
     (repo / "metrics/benchmark.json").write_text(
         json.dumps(
-            {"torch_fp32": {"latency_ms_p95": torch_p95}, "onnx_int8": {"latency_ms_p95": int8_p95, "size_mb": size_mb}}
+            {
+                "torch_fp32": {"latency_ms_p95": torch_p95},
+                "onnx_int8": {"latency_ms_p95": int8_p95, "size_mb": size_mb},
+            }
+            | ({"machine": machine} if machine else {})
         )
     )
     if locked:
@@ -162,6 +167,21 @@ def test_first_model_then_a_better_challenger_is_promoted_and_reported(repo):
     assert "cola-classifier#prod#2" in run(["git", "tag"], repo).stdout
 
 
+def test_report_compares_milliseconds_only_between_runs_on_the_same_kind_of_machine(repo):
+    avx2 = {"cpu": "AMD EPYC (family 23, model 49)", "simd": ["avx2"], "cores": 2}
+    vnni = {"cpu": "AMD EPYC (family 26, model 2)", "simd": ["avx2", "avx512f", "avx512_vnni"], "cores": 2}
+    write_results(repo, predictions_with(750), machine=vnni)
+    base = commit(repo, "benchmarked on a VNNI runner")
+    for machine, compared in ((avx2, False), (vnni, True)):
+        write_results(repo, predictions_with(760), int8_p95=9.0, machine=machine)
+        commit(repo, "the same model re-benchmarked")
+        run([sys.executable, "-m", "acceptability.ops.report", "--base", base, "--out", "report/report.md"], repo)
+        markdown = (repo / "report/report.md").read_text()
+        assert ("| onnx_int8.latency_ms_p95 | 8 | 9 | 1 |" in markdown) == compared
+        assert ("ran on different machines (AMD EPYC (family 26, model 2)" in markdown) == (not compared)
+        assert "| onnx_int8.size_mb | 22 | 22 | 0 |" in markdown  # sizes are compared either way
+
+
 def noisy(predictions: np.ndarray, fixed: int, broken: int) -> np.ndarray:
     """`fixed` wrong predictions made right and `broken` right ones made wrong: what reseeding alone does."""
     truth, changed = labels(), predictions.copy()
@@ -216,6 +236,21 @@ def test_latency_is_compared_relative_to_each_runs_torch_baseline(repo):
     code, decision, _ = promote(repo)
     latency = next(c for c in decision["guardrails"] if c["name"] == "int8 p95 latency ratio")
     assert latency["value"] == pytest.approx(1.0) and code == 0
+    assert latency["detail"].startswith("the machines differ")
+
+
+def test_latency_in_milliseconds_is_compared_only_on_the_same_kind_of_machine(repo):
+    runner = {"cpu": "AMD EPYC (family 25, model 1)", "simd": ["avx2"], "cores": 2}
+    write_results(repo, predictions_with(750), machine=runner)
+    commit(repo, "champion")
+    promote(repo, "--assign")
+    # Same machine: torch got faster (noise) but int8 is 50% slower: milliseconds decide, and the guardrail holds.
+    write_results(repo, predictions_with(900), int8_p95=12.0, torch_p95=37.5, machine=runner)
+    commit(repo, "a slower int8 on the same runner")
+    code, decision, _ = promote(repo)
+    latency = next(c for c in decision["guardrails"] if c["name"] == "int8 p95 latency ratio")
+    assert latency["value"] == pytest.approx(1.5) and code == 3
+    assert latency["detail"] == "raw p95 ratio, both runs on the same kind of machine"
 
 
 def test_missing_or_malformed_metrics_give_a_clear_error(repo):

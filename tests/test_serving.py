@@ -23,7 +23,7 @@ ECS_FIELDS = {"@timestamp", "ecs", "event", "http", "service", "cola"}
 
 class Server:
     def __init__(self, model_dir: Path, log: Path, python: str = sys.executable, pythonpath: Path = ROOT, **env):
-        self.port, self.log = free_port(), log
+        self.port, self.log, self.model_dir = free_port(), log, model_dir
         self.url = f"http://127.0.0.1:{self.port}"
         settings = {f"COLA_SERVE_{k.upper()}": str(v) for k, v in env.items()}
         self.process, self.ready_s = start_server(
@@ -81,7 +81,11 @@ def test_get_is_the_one_sentence_shortcut(server):
 def test_health_and_readiness(server):
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz").json()
-    assert ready["status"] == "ready" and ready["model_version"]
+    assert ready["status"] == "ready" and ready["model_version"].startswith(ready["served"]["variant"] + "-")
+    # The tiny default-recipe model reproduces its golden set on this CPU: int8 where the export gate passed it.
+    card = json.loads((server.model_dir / "model_card.json").read_text())
+    expected = ("int8", "self_check_passed") if card["int8"]["servable"] else ("fp32", "export_gate")
+    assert (ready["served"]["variant"], ready["served"]["reason"]) == expected
 
 
 @pytest.mark.parametrize(

@@ -33,13 +33,16 @@ def build_card(folder: Path, export_cfg, max_len: int, model_name: str, results:
         "calibration": results["calibration"],
         "int8": {
             "fused_before_quantizing": export_cfg.fuse,
+            "weight_type": export_cfg.weight_type,
             "per_channel": export_cfg.per_channel,
             "reduce_range": export_cfg.reduce_range,
-            "servable": results["int8_servable"],
+            "fp32_nodes": results["fp32_nodes"],
+            "servable": results["gates"]["int8_servable"],
         },
         "params": {"export": asdict(export_cfg), "model": model_name},
         "metrics": results["metrics"],
         "gates": results["gates"],
+        "golden": results["golden"],
         "drift_baseline": results["drift_baseline"],
         "sha256": {name: sha256_file(folder / name) for name in [*VARIANT_FILES.values(), "tokenizer.json"]},
     }
@@ -93,10 +96,3 @@ def verified(folder: Path, card: dict, name: str) -> Path:
             f"{path}: sha256 {found} does not match {CARD} ({expected}); the file is corrupt or was replaced"
         )
     return path
-
-
-def servable_variant(card: dict, wanted: str = "auto") -> str:
-    """auto: int8 when the export gate marked it servable, else fp32; otherwise the variant asked for."""
-    if wanted != "auto":
-        return wanted
-    return "int8" if card.get("int8", {}).get("servable") else "fp32"

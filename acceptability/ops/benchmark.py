@@ -23,8 +23,8 @@ class TorchRunner:
         import torch
 
         from acceptability.inference.predictor import read_card, served_tokenizer
+        from acceptability.isa import pad
         from acceptability.module import load_classifier
-        from acceptability.parity import pad
 
         if threads:
             torch.set_num_threads(threads)

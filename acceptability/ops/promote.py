@@ -21,6 +21,7 @@ import pandas as pd
 from acceptability.atomic import atomic_path, write_json
 from acceptability.config import PromoteConfig
 from acceptability.errors import UserError, run_cli
+from acceptability.machine import describe_difference, same_machine
 from acceptability.ops.registry import assign, champion, read_verified
 from acceptability.params import load_params
 from acceptability.scores import mcc
@@ -94,18 +95,18 @@ def paired(champion_frame: pd.DataFrame, challenger_frame: pd.DataFrame) -> pd.D
 
 
 def latency_ratio(challenger: dict, champion_bench: dict) -> tuple[float, str]:
-    """int8 p95 of the challenger over the champion's. Each is divided by the torch p95 of its own benchmark run
-    when both runs have one, which cancels the speed of the machine each ran on."""
+    """int8 p95 of the challenger over the champion's. Milliseconds are compared only between runs on the same kind
+    of machine; otherwise each p95 is divided by the torch p95 of its own run, which cancels the machine's speed."""
     int8 = number(challenger, "onnx_int8.latency_ms_p95", BENCHMARK) / number(
         champion_bench, "onnx_int8.latency_ms_p95", BENCHMARK
     )
-    try:
-        torch = number(challenger, "torch_fp32.latency_ms_p95", BENCHMARK) / number(
-            champion_bench, "torch_fp32.latency_ms_p95", BENCHMARK
-        )
-    except UserError:
-        return int8, "raw p95 ratio"
-    return int8 / torch, "p95 ratio, each normalised by its own run's torch p95"
+    if same_machine(challenger.get("machine"), champion_bench.get("machine")):
+        return int8, "raw p95 ratio, both runs on the same kind of machine"
+    torch = number(challenger, "torch_fp32.latency_ms_p95", BENCHMARK) / number(
+        champion_bench, "torch_fp32.latency_ms_p95", BENCHMARK
+    )
+    where = describe_difference(challenger.get("machine"), champion_bench.get("machine"))
+    return int8 / torch, f"the machines differ ({where}): p95 ratio, each normalised by its own run's torch p95"
 
 
 def guardrails(cfg: PromoteConfig, export: dict, bench: dict, champion_bench: dict | None) -> list[dict]:

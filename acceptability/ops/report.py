@@ -17,11 +17,13 @@ import pandas as pd
 from acceptability.atomic import atomic_path
 from acceptability.config import PromoteConfig
 from acceptability.errors import UserError, run_cli
+from acceptability.machine import describe_difference, same_machine
 from acceptability.ops.promote import decide, fmt, to_markdown
 from acceptability.ops.registry import git
 from acceptability.params import load_params
 
-METRIC_FILES = ("metrics/eval.json", "metrics/benchmark.json")
+BENCHMARK = "metrics/benchmark.json"
+METRIC_FILES = ("metrics/eval.json", BENCHMARK)
 CURVES = {
     "train loss": "metrics/train/plots/metrics/train/loss.tsv",
     "validation loss": "metrics/train/plots/metrics/val/loss.tsv",
@@ -53,15 +55,37 @@ def params_table(diff: dict) -> str:
     )
 
 
-def metrics_table(diff: dict) -> str:
-    """One table per metrics file: old, new, delta for every metric (unchanged ones included)."""
+def is_timing(name: str) -> bool:
+    """An absolute time or rate of the benchmark (not a ratio, a size or a memory figure)."""
+    return any(part in name for part in ("latency_ms_", "throughput_", "cold_start_s"))
+
+
+def benchmark_machines(repo: Path, rev: str) -> tuple[bool, str]:
+    """Whether the benchmarks of `rev` and of the workspace ran on the same kind of machine; a note when not."""
+    ours_path = repo / BENCHMARK
+    try:
+        theirs = json.loads(git(repo, "show", f"{rev}:{BENCHMARK}")).get("machine")
+        ours = json.loads(ours_path.read_text()).get("machine") if ours_path.is_file() else None
+    except (UserError, json.JSONDecodeError, AttributeError):
+        theirs = ours = None
+    if same_machine(theirs, ours):
+        return True, ""
+    return False, (
+        f"The two benchmarks ran on different machines ({describe_difference(theirs, ours)}), so their absolute "
+        "timings are not compared. Each run's own ratios (`speedup_*`, measured side by side in one run) are.\n"
+    )
+
+
+def metrics_table(diff: dict, compare_timings: bool = True) -> str:
+    """One table per metrics file: old, new, delta for every metric (unchanged ones included); the benchmark's
+    absolute timings only when both runs are from the same kind of machine."""
     parts = []
     for path in METRIC_FILES:
         changes = diff.get(path, {})
         rows = [
             f"| {name} | {fmt(c.get('old'))} | {fmt(c.get('new'))} | {fmt(c.get('diff'))} |"
             for name, c in sorted(changes.items())
-            if not name.startswith("machine.")
+            if not name.startswith("machine.") and (compare_timings or path != BENCHMARK or not is_timing(name))
         ]
         parts.append(
             f"**{path}**\n\n"
@@ -145,6 +169,7 @@ def build_report(repo: Path, base: str, out: Path, cfg: PromoteConfig) -> dict:
             )
         )
     for title, rev in comparisons:
+        same, note = benchmark_machines(repo, rev)
         sections += [
             f"### Against the {title}",
             "",
@@ -153,7 +178,8 @@ def build_report(repo: Path, base: str, out: Path, cfg: PromoteConfig) -> dict:
             params_table(dvc_json(repo, "params", "diff", rev)),
             "#### Metrics",
             "",
-            metrics_table(dvc_json(repo, "metrics", "diff", rev, "--all")),
+            *([note] if note else []),
+            metrics_table(dvc_json(repo, "metrics", "diff", rev, "--all"), compare_timings=same),
             "",
         ]
     sections += [to_markdown(gate), "### Plots", ""]

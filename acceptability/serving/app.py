@@ -153,7 +153,14 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         started = time.monotonic()
-        predictor, app.state.version = load_served_model(settings)
+        predictor, app.state.version, choice = load_served_model(settings)
+        app.state.choice = choice
+        (log.info if choice.reason in ("self_check_passed", "requested") else log.warning)(
+            "serving %s (%s): %s", choice.variant, choice.reason, choice.detail
+        )
+        metrics.served_variant.labels(choice.variant, choice.reason).set(1)
+        for variant, diff in choice.max_abs_diff.items():
+            metrics.golden_diff.labels(variant).set(diff)
         predictor.predict([PROBE])  # the first run allocates; not a user's cost
         app.state.predictor = predictor
         metrics.model.labels(app.state.version, predictor.variant).set(1)
@@ -281,7 +288,9 @@ def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, 
     async def readyz(request: Request):
         if not request.app.state.ready:
             return error(503, "not_ready", "the model is loading", {"Retry-After": "1"})
-        return {"status": "ready", "model_version": request.app.state.version}
+        choice = request.app.state.choice
+        served = {"variant": choice.variant, "reason": choice.reason, "detail": choice.detail}
+        return {"status": "ready", "model_version": request.app.state.version, "served": served}
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -35,7 +35,10 @@ def loaded() -> dict:
     """The predictor, settings and logger of this container, loaded on the first call."""
     if not _loaded:
         settings = ServeSettings.from_env()
-        predictor, version = load_served_model(settings)
+        predictor, version, choice = load_served_model(settings)
+        (log.info if choice.reason in ("self_check_passed", "requested") else log.warning)(
+            "serving %s (%s): %s", choice.variant, choice.reason, choice.detail
+        )
         _loaded.update(
             settings=settings,
             predictor=predictor,

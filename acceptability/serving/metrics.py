@@ -26,6 +26,18 @@ class Metrics:
         )
         self.predictions = Counter("cola_predictions_total", "Predicted labels", ["label"], registry=self.registry)
         self.model = Gauge("cola_model_info", "The model being served", ["version", "variant"], registry=self.registry)
+        self.served_variant = Gauge(
+            "cola_served_variant",
+            "1 for the variant served and why (self_check_passed, self_check_failed, export_gate, ...)",
+            ["variant", "reason"],
+            registry=self.registry,
+        )
+        self.golden_diff = Gauge(
+            "cola_golden_max_abs_diff",
+            "Start-up self-check: the largest |logit - the card's golden logit| on this CPU, per variant checked",
+            ["variant"],
+            registry=self.registry,
+        )
         self.waiting = Gauge(
             "cola_batcher_waiting_sentences", "Sentences queued or in a running ONNX call", registry=self.registry
         )

@@ -15,7 +15,7 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class ServeSettings:
     model_dir: Path = Path("models/onnx")
-    variant: str = "auto"  # auto: int8 when the model card marks it servable, else fp32
+    variant: str = "auto"  # auto: int8 when the card marks it servable and this CPU passes its golden set, else fp32
     threads: int = 0  # ONNX Runtime intra-op threads per call; 0 = every core
     workers: int = 1  # predict calls at once, each in its own thread; threads x workers <= cores
     max_sentences: int = 64  # per request
@@ -91,11 +91,11 @@ class ServeSettings:
 
 
 def load_served_model(settings: ServeSettings):
-    """The Predictor of the variant to serve and its version, `<variant>-<first 12 hex of the file's sha256>`."""
-    from acceptability.inference.card import VARIANT_FILES, read_card, servable_variant
-    from acceptability.inference.predictor import Predictor
+    """The Predictor to serve, its version (`<variant>-<first 12 hex of the file's sha256>`) and the Choice that says
+    why: int8 only where this CPU reproduces the card's golden set (acceptability/inference/selfcheck.py)."""
+    from acceptability.inference.card import VARIANT_FILES, read_card
+    from acceptability.inference.selfcheck import choose
 
     card = read_card(settings.model_dir)
-    variant = servable_variant(card, settings.variant)
-    predictor = Predictor.load(settings.model_dir, variant, threads=settings.threads, card=card)
-    return predictor, f"{variant}-{card['sha256'][VARIANT_FILES[variant]][:12]}"
+    predictor, choice = choose(settings.model_dir, card, settings.variant, settings.threads)
+    return predictor, f"{choice.variant}-{card['sha256'][VARIANT_FILES[choice.variant]][:12]}", choice
