@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-teacher teacher repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images load-test monitor monitoring-test screenshot clean
+.PHONY: help install install-teacher teacher repro test test-fast lint format lock lock-serve lock-deploy exps docs plots train-benchmark report promote serve images attack-bench load-test monitor monitoring-test screenshot clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ serve: $(STAMP) ## The HTTP API on 127.0.0.1:8080 over models/onnx/, with the im
 
 images: ## Build the API and Lambda images with podman from models/onnx/ (installs podman when missing; bases made locally)
 	bash .ci/images
+
+attack-bench: $(STAMP) ## One client's floods, held slots and queued large requests vs the shipped API -> metrics/serve_attacks.json
+	$(BIN)/python -m acceptability.ops.attackbench --out metrics/serve_attacks.json
 
 load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics/serve_load.json
 	$(BIN)/python -m acceptability.ops.loadtest --duration 60 --concurrency 16

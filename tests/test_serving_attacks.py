@@ -4,6 +4,7 @@ Every loop here is bounded in count and time, and every address is 127.0.0.1."""
 
 import asyncio
 import json
+import re
 import socket
 import threading
 import time
@@ -111,6 +112,31 @@ def test_a_failing_request_in_a_batch_fails_alone_and_batches_stay_within_the_pr
     assert max(calls) <= 256 and sum(c for c in calls if c > 2) >= 9 * 64
 
 
+def test_a_small_request_is_answered_before_a_queue_of_large_ones(exported):
+    """One client's ten large requests are queued; a one-sentence request that comes after the first is taken runs
+    next, after the one running, not last."""
+    predictor, done = Predictor.load(exported / "models/onnx", "fp32"), []
+
+    async def run():
+        batcher = MicroBatcher(predictor.predict, max_batch=64, max_wait_s=0, max_cost=10**6)
+        batcher.start()
+
+        async def one(name: str, sentences: list, cost: int) -> None:
+            await batcher.submit(sentences, cost)
+            done.append(name)
+
+        large = [asyncio.create_task(one(f"large{i}", SENTENCES * 20, 600)) for i in range(10)]
+        await asyncio.sleep(0.01)  # queued, and the first taken
+        before = len(done)
+        await asyncio.gather(*large, one("small", SENTENCES[:1], 8))
+        await batcher.stop(5)
+        return before
+
+    before = asyncio.run(asyncio.wait_for(run(), 60))
+    assert len(done) == 11 and before < 8  # most large ones were still waiting
+    assert done.index("small") <= before + 1  # after the one running
+
+
 def test_max_batch_above_the_predictor_is_refused_at_start():
     with pytest.raises(SettingsError, match="MAX_BATCH must be at least .* and at most 256"):
         ServeSettings(max_batch=319).check()
@@ -191,6 +217,144 @@ def test_oversized_headers_get_a_4xx_and_cost_no_memory(server):
     sock.close()
     assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
     assert rss_mb(server.process.pid) < server.rss_at_ready + 100
+
+
+def send_for(sock: socket.socket, payload: bytes, budget_bytes: int, seconds: float) -> int:
+    """Send payload repeatedly, never reading, until budget_bytes or seconds run out or the server closes."""
+    sock.settimeout(0.2)
+    sent, started = 0, time.monotonic()
+    while sent < budget_bytes and time.monotonic() - started < seconds:
+        try:
+            sent += sock.send(payload)
+        except TimeoutError:
+            continue  # the server reads no faster than it answers: the kernel buffers are full
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    return sent
+
+
+def test_a_pipelining_flood_is_read_no_faster_than_it_is_answered(server):
+    """Complete requests streamed without reading the answers: the server parses the next one only once an answer
+    has gone out, so the flood waits in the kernel's buffers, not in the server's memory."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 464\r\n\r\n" + b"x" * 464  # 512 bytes
+    sock = raw_socket(server)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    before = rss_mb(server.process.pid)
+    sent = send_for(sock, request * 64, 50 * 2**20, 8)
+    during = rss_mb(server.process.pid)
+    assert healthz_ms(server) < 1000
+    sock.close()
+    assert sent < 50 * 2**20  # back-pressure reached the client
+    assert during < before + 50
+
+
+def test_chunked_trailers_count_against_the_head_cap(server):
+    sock = raw_socket(server)
+    sock.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n"
+    )
+    before = rss_mb(server.process.pid)
+    many = send_for(sock, b"X-Trailer: " + b"v" * 4000 + b"\r\n", 20 * 2**20, 5)
+    assert answer(sock) in (b"431", b"reset")
+    sock = raw_socket(server)  # one trailer that never ends
+    sock.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nX: "
+    )
+    endless = send_for(sock, b"v" * 65536, 20 * 2**20, 5)
+    assert answer(sock) in (b"431", b"reset")
+    assert many < 20 * 2**20 and endless < 20 * 2**20  # cut off, not read to the end
+    assert rss_mb(server.process.pid) < before + 50
+
+
+def answer(sock: socket.socket) -> bytes:
+    """The status code the server sent before closing, or b"reset" when the close discarded it."""
+    sock.settimeout(5)
+    try:
+        reply = sock.recv(4096)
+    except ConnectionResetError:
+        reply = b""
+    sock.close()
+    return reply.split(b" ")[1] if reply.startswith(b"HTTP/1.1 ") else b"reset"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"X-Big: " + b"a" * 20_000 + b"\r\n", b"".join(b"X-%d: a\r\n" % i for i in range(3000))],
+    ids=["one-long-header", "3000-headers"],
+)
+def test_the_head_cap_holds_when_the_whole_head_comes_in_one_write(server, head):
+    sock = raw_socket(server)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.1 431 ")
+    sock.close()
+
+
+def test_a_large_post_pipelined_with_the_start_of_a_head_gets_its_answer(server):
+    """The POST's body is not head: only what the next request has sent of its head counts against the cap."""
+    body = json.dumps({"sentences": [f"The cat number {i} sat on the mat near the door." * 3 for i in range(60)]})
+    assert len(body) > 8192  # the attack server's head cap
+    sock = raw_socket(server)
+    post_head = f"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    sock.sendall(post_head.encode() + b"\r\n\r\n" + body.encode() + b"GET /heal")
+    sock.sendall(b"thz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    replies = b""
+    while chunk := sock.recv(65536):  # the GET asked for the close
+        replies += chunk
+    sock.close()
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", replies) == [b"200", b"200"]
+
+
+def test_at_the_connection_cap_a_new_client_takes_an_idle_keep_alive_slot(server):
+    """More keep-alive clients than slots (40): each new one evicts the longest-idle, so new clients are served."""
+    holders = []
+    for _ in range(45):
+        sock = raw_socket(server)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        holders.append(sock)
+    served = 0
+    for _ in range(20):
+        try:
+            served += httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            pass
+    for sock in holders:
+        sock.close()
+    assert served == 20
+
+
+def test_a_keep_alive_connection_closes_after_its_request_budget(server):
+    from acceptability.serving.server import BoundedProtocol
+
+    sock, replies, pending = raw_socket(server), [], b""
+    for _ in range(BoundedProtocol.MAX_REQUESTS_PER_CONNECTION):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        while not re.search(rb"\r\n\r\n\{[^}]*\}", pending):  # a whole answer: head and JSON body
+            pending += sock.recv(4096)
+        end = pending.index(b"}") + 1
+        replies.append(pending[:end])
+        pending = pending[end:]
+    assert pending == b"" and sock.recv(4096) == b""  # closed after the last answer
+    sock.close()
+    assert all(reply.startswith(b"HTTP/1.1 200 ") for reply in replies)
+    assert b"connection: close" in replies[-1] and b"connection: close" not in replies[-2]
+
+
+def test_answers_carry_nosniff_and_no_server_name_and_malformed_requests_log_once(exported, tmp_path):
+    api = Server(exported / "models/onnx", tmp_path / "predictions.log")
+    try:
+        response = post(api, {"sentences": SENTENCES})
+        assert response.headers["x-content-type-options"] == "nosniff" and "server" not in response.headers
+        for _ in range(30):
+            sock = raw_socket(api)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+            sock.close()
+    finally:
+        api.process.terminate()
+        stderr = api.process.communicate(timeout=30)[1]
+    assert stderr.count("Invalid HTTP request received.") == 1
 
 
 def test_slow_headers_are_cut_off_and_the_server_keeps_answering(server):

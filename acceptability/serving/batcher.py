@@ -2,11 +2,15 @@
 work it holds (tokens), not by its length. Up to `workers` batches run at once, each in its own thread (ONNX Runtime
 releases the GIL while it runs).
 
+The cheapest request waiting goes first (then the oldest of equal cost), so one client's queue of large requests cannot
+hold up a small one; a large request still runs as soon as nothing smaller waits, or times out with 504.
+
 A batch that fails is answered request by request, so one bad request fails alone. A request whose caller gave up
 (its deadline passed, or the client left) is dropped before any compute."""
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,11 +20,12 @@ class QueueFull(Exception):
     """More work is waiting than can be answered within the timeout: the caller should retry later."""
 
 
-@dataclass
+@dataclass(order=True)
 class Job:
-    sentences: list[str]
-    cost: int  # tokens
-    future: asyncio.Future = field(repr=False)
+    cost: int  # tokens: the queue's order
+    seq: int  # arrival, among equal costs
+    sentences: list[str] = field(compare=False)
+    future: asyncio.Future = field(repr=False, compare=False)
 
 
 class MicroBatcher:
@@ -28,8 +33,8 @@ class MicroBatcher:
         self, predict: Callable[[list[str]], list], max_batch: int, max_wait_s: float, max_cost: int, workers: int = 1
     ):
         self.predict, self.max_batch, self.max_wait_s, self.max_cost = predict, max_batch, max_wait_s, max_cost
-        self.queue: asyncio.Queue[Job] = asyncio.Queue()
-        self.carried: Job | None = None  # taken from the queue but left for the next batch: it did not fit
+        self.queue: asyncio.PriorityQueue[Job] = asyncio.PriorityQueue()
+        self.arrivals = itertools.count()
         self.waiting = 0  # sentences queued or in a running batch
         self.waiting_cost = 0  # their tokens
         self.workers = asyncio.Semaphore(workers)
@@ -46,16 +51,13 @@ class MicroBatcher:
             raise ValueError(f"at most {self.max_batch} sentences a request; found {len(sentences)}")
         if self.waiting_cost + cost > self.max_cost:
             raise QueueFull
-        job = Job(sentences, cost, asyncio.get_running_loop().create_future())
+        job = Job(cost, next(self.arrivals), sentences, asyncio.get_running_loop().create_future())
         self.waiting += len(sentences)
         self.waiting_cost += cost
         self.queue.put_nowait(job)
         return await job.future
 
     async def next_job(self, timeout: float | None) -> Job | None:
-        if self.carried is not None:
-            job, self.carried = self.carried, None
-            return job
         if timeout is None:
             return await self.queue.get()
         if not self.queue.empty():
@@ -77,7 +79,7 @@ class MicroBatcher:
             if job is None:
                 break
             if size + len(job.sentences) > self.max_batch:
-                self.carried = job  # first in the next batch
+                self.queue.put_nowait(job)  # back in its place: the next batch takes whatever is cheapest then
                 break
             batch.append(job)
             size += len(job.sentences)
