@@ -61,13 +61,16 @@ def fuse(fp32: Path, out: Path, num_heads: int, hidden_size: int) -> None:
 
 
 def fp32_nodes(graph: Path, parts: list) -> list[str]:
-    """The names of the graph's nodes that contain one of `parts`; a part that names no node is an error."""
+    """The names of the graph's nodes that contain one of `parts`. Parts that name no node are reported (a model with
+    fewer layers has no layer.1), and an error when none names any (a typo, or another architecture's names)."""
     from acceptability.errors import UserError
 
     names = [node.name for node in onnx.load(str(graph), load_external_data=False).graph.node]
-    for part in parts:
-        if not any(part in name for name in names):
-            raise UserError(f"params.yaml: export.fp32_nodes: {part!r} is in no node name of {graph.name}")
+    unmatched = [part for part in parts if not any(part in name for name in names)]
+    if parts and len(unmatched) == len(parts):
+        raise UserError(f"params.yaml: export.fp32_nodes: none of {parts} is in a node name of {graph.name}")
+    if unmatched:
+        print(f"export.fp32_nodes: {unmatched} name no node of this model; int8 keeps the others in fp32")
     return [name for name in names if any(part in name for part in parts)]
 
 
@@ -193,6 +196,20 @@ def parity_gate(session, model, arrays: dict, cfg: ExportConfig) -> float:
             f"validation set; export.max_abs_logit_diff allows {cfg.max_abs_logit_diff}"
         )
     return max_diff
+
+
+def validation_inputs(tokenized: Path, raw: Path) -> tuple[dict, list[str]]:
+    """The tokenized validation split and its sentences in the same order (the golden set's text)."""
+    from acceptability.cola import read_split
+    from acceptability.encode import load_encoded
+    from acceptability.errors import UserError
+
+    arrays = load_encoded(tokenized / "validation.npz")
+    text = read_split(raw / "validation.csv").set_index("idx")["sentence"]
+    missing = sorted(set(arrays["idx"].tolist()) - set(text.index))
+    if missing:
+        raise UserError(f"{raw / 'validation.csv'} lacks rows {missing[:5]} of the tokenized validation split")
+    return arrays, text.loc[arrays["idx"]].tolist()
 
 
 def export_onnx(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from acceptability.atomic import write_json
 from acceptability.config import ExportConfig, max_seq_length
-from acceptability.errors import UserError, run_cli
+from acceptability.errors import run_cli
 from acceptability.params import load_params, section
 
 
@@ -28,16 +28,9 @@ def main() -> None:
     cfg, max_len = ExportConfig.from_section(section(params, "export")), max_seq_length(params)
     model_name = section(params, "model")["name"]
 
-    from acceptability.cola import read_split
-    from acceptability.encode import load_encoded
-    from acceptability.export import export_onnx
+    from acceptability.export import export_onnx, validation_inputs
 
-    arrays = load_encoded(args.tokenized / "validation.npz")
-    text = read_split(args.raw / "validation.csv").set_index("idx")["sentence"]
-    missing = sorted(set(arrays["idx"].tolist()) - set(text.index))
-    if missing:
-        raise UserError(f"{args.raw / 'validation.csv'} lacks rows {missing[:5]} of the tokenized validation split")
-    sentences = text.loc[arrays["idx"]].tolist()
+    arrays, sentences = validation_inputs(args.tokenized, args.raw)
     result = export_onnx(args.model, arrays, sentences, args.out, cfg, max_len, model_name)
     write_json(args.metrics, result)
     fp32, int8 = result["onnx_fp32"], result["onnx_int8"]

@@ -195,7 +195,7 @@ def test_temperature_scaling_corrects_a_known_miscalibration_and_keeps_every_dec
 def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     """A temperature in the model's config: torch, ONNX fp32 and int8, the HTTP API and Lambda all give
     softmax(raw logits / T), and the card records T."""
-    from acceptability.export import export_onnx
+    from acceptability.export import export_onnx, validation_inputs
     from acceptability.inference.card import read_card
     from acceptability.inference.predictor import Predictor
     from acceptability.module import load_classifier
@@ -209,7 +209,7 @@ def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     params = load_params(exported / "params.yaml")
     result = export_onnx(
         model_dir,
-        exported / "data/tokenized",
+        *validation_inputs(exported / "data/tokenized", exported / "data/raw"),
         tmp_path / "onnx",
         ExportConfig.from_section(params["export"]),
         64,

@@ -61,7 +61,8 @@ def test_layout_top_level_entries_exist():
 
 def test_results_page_is_generated_from_the_committed_metrics(tmp_path):
     """Committed against committed: `make repro` on another CPU rewrites metrics/ in the workspace, not the page."""
-    archive = subprocess.run(["git", "archive", "HEAD", "metrics", "docs/results.md"], cwd=ROOT, capture_output=True)
+    committed = ["metrics", "docs/results.md", "data/teacher/record.json"]
+    archive = subprocess.run(["git", "archive", "HEAD", *committed], cwd=ROOT, capture_output=True)
     assert archive.returncode == 0, archive.stderr
     tarfile.open(fileobj=io.BytesIO(archive.stdout)).extractall(tmp_path, filter="data")
     assert (tmp_path / "docs/results.md").read_text() == render(tmp_path / "metrics"), "stale: run `make docs`"

@@ -188,17 +188,18 @@ def test_missing_qemu_stops_the_stage_with_what_to_do(exported, tmp_path, monkey
     assert not (tmp_path / "project/models/onnx").exists()
 
 
-def test_an_fp32_node_pattern_that_names_no_node_is_an_error(exported, tmp_path, monkeypatch):
+def test_fp32_node_patterns_that_name_no_node_are_an_error(exported, tmp_path, monkeypatch):
     shutil.copytree(exported, tmp_path / "project")
     monkeypatch.chdir(tmp_path / "project")
     shutil.rmtree("models/onnx")
     params = yaml.safe_load(open("params.yaml"))
-    params["export"]["fp32_nodes"] = ["layer.0/output/dense/", "layer.7/output/dense/"]  # the tiny model has 2
+    params["export"]["fp32_nodes"] = ["layer.7/output/dense/", "layer.8/output/dense/"]  # the tiny model has 2
     open("params.yaml", "w").write(yaml.safe_dump(params))
     result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
-        "error: params.yaml: export.fp32_nodes: 'layer.7/output/dense/' is in no node name of fused.tmp.onnx"
+        "error: params.yaml: export.fp32_nodes: none of ['layer.7/output/dense/', 'layer.8/output/dense/'] is in a "
+        "node name of fused.tmp.onnx"
     )
     assert not (tmp_path / "project/models/onnx").exists()
 

@@ -134,7 +134,8 @@ def test_a_small_request_is_answered_before_a_queue_of_large_ones(exported):
 
     before = asyncio.run(asyncio.wait_for(run(), 60))
     assert len(done) == 11 and before < 8  # most large ones were still waiting
-    assert done.index("small") <= before + 1  # after the one running
+    # after the one running (and one more that finished as `before` was read, its callback not yet run)
+    assert done.index("small") <= before + 2
 
 
 def test_max_batch_above_the_predictor_is_refused_at_start():

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import resource
 
-import httptools
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -56,7 +55,7 @@ class BoundedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self.flow = FeedingFlowControl(transport, lambda: self.loop.call_soon(self.feed))
         self.head_done, self.head_bytes, self.head_timer, self.in_last_chunk = True, 0, None, False
-        self.unread, self.requests, self.last_active = bytearray(), 0, self.loop.time()
+        self.unread, self.requests, self.last_active, self.head_too_large = bytearray(), 0, self.loop.time(), False
         if len(self.connections) > self.settings.max_connections and not self.evict_idle():
             transport.close()  # connection_lost takes it out of the set
             return
@@ -117,7 +116,8 @@ class BoundedProtocol(HttpToolsProtocol):
     def count_head(self, size: int) -> None:
         self.head_bytes += size
         if self.head_bytes > self.settings.max_header_bytes:
-            raise HeadTooLarge  # stops the parser; data_received answers 431
+            self.head_too_large = True
+            raise HeadTooLarge  # stops the parser: 431, from parse() or from uvicorn's error path below
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.loop.time()
@@ -142,11 +142,13 @@ class BoundedProtocol(HttpToolsProtocol):
                 self.count_head(len(piece))  # a head or trailer still growing: every byte of it counts
         except HeadTooLarge:
             self.reject_head()
-        except httptools.HttpParserCallbackError as err:
-            if isinstance(err.__context__, HeadTooLarge):
-                self.reject_head()
-            else:
-                raise
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers a parser error with 400; a cap hit inside a parser callback is one, and gets its 431."""
+        if self.head_too_large:
+            self.reject_head()
+        else:
+            super().send_400_response(msg)
 
     def reject_head(self) -> None:
         self.unread.clear()
