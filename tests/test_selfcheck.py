@@ -78,6 +78,18 @@ def serve_under(qemu: str, cpu: str, model_dir: Path):
     return process, f"http://127.0.0.1:{port}"
 
 
+def served_under(qemu: str, cpu: str, model_dir: Path) -> tuple[dict, str, httpx.Response, str]:
+    """/readyz, /metrics and one prediction from the API run under qemu as `cpu`, then its stderr."""
+    process, url = serve_under(qemu, cpu, model_dir)
+    try:
+        ready = httpx.get(f"{url}/readyz", timeout=30).json()
+        metrics = httpx.get(f"{url}/metrics", timeout=30).text
+        predicted = httpx.post(f"{url}/v1/predict", json={"sentences": ["The cat sat on the mat."]}, timeout=60)
+    finally:
+        stderr = stop(process)
+    return ready, metrics, predicted, stderr
+
+
 def stop(process) -> str:
     process.terminate()
     return "\n".join(line for line in process.communicate(timeout=60)[1].splitlines() if "TCG" not in line)
@@ -148,13 +160,7 @@ def test_signed_weights_answer_differently_on_avx2_and_unsigned_ones_do_not(expo
 
 @pytest.mark.slow
 def test_api_under_avx2_falls_back_to_fp32_and_says_why(qemu, signed_export):
-    process, url = serve_under(qemu, "Haswell", signed_export)
-    try:
-        ready = httpx.get(f"{url}/readyz", timeout=30).json()
-        metrics = httpx.get(f"{url}/metrics", timeout=30).text
-        predicted = httpx.post(f"{url}/v1/predict", json={"sentences": ["The cat sat on the mat."]}, timeout=60)
-    finally:
-        stderr = stop(process)
+    ready, metrics, predicted, stderr = served_under(qemu, "Haswell", signed_export)
     assert ready["served"]["variant"] == "fp32" and ready["served"]["reason"] == "self_check_failed"
     assert ready["model_version"].startswith("fp32-") and predicted.json()["model_version"] == ready["model_version"]
     assert 'cola_served_variant{reason="self_check_failed",variant="fp32"} 1.0' in metrics
@@ -165,12 +171,7 @@ def test_api_under_avx2_falls_back_to_fp32_and_says_why(qemu, signed_export):
 
 @pytest.mark.slow
 def test_api_on_a_cpu_with_exact_integer_sums_serves_int8(qemu, signed_export):
-    process, url = serve_under(qemu, "Nehalem", signed_export)
-    try:
-        ready = httpx.get(f"{url}/readyz", timeout=30).json()
-        metrics = httpx.get(f"{url}/metrics", timeout=30).text
-    finally:
-        stop(process)
+    ready, metrics, _, _ = served_under(qemu, "Nehalem", signed_export)
     assert ready["served"]["variant"] == "int8" and ready["served"]["reason"] == "self_check_passed"
     assert 'cola_served_variant{reason="self_check_passed",variant="int8"} 1.0' in metrics
 

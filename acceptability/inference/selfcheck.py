@@ -2,7 +2,7 @@
 so the export gate, measured elsewhere, is not enough: at start-up the server runs the card's golden set (sentences
 and each variant's reference logits) and serves int8 only if it reproduces them within the card's tolerance."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,6 @@ class Choice:
     detail: str  # one sentence for the log and /readyz
     max_abs_diff: dict  # variant -> largest |logit - reference| over the golden set, for each variant checked
     tolerance: float | None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def golden_diff(predictor: Predictor, golden: dict) -> float:
