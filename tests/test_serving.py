@@ -233,8 +233,7 @@ def test_in_flight_requests_finish_on_shutdown(exported, tmp_path):
     thread.join(timeout=30)
     slow.process.communicate(timeout=30)
     assert answers and answers[0].status_code == 200 and len(answers[0].json()["predictions"]) == 3
-    # uvicorn re-raises the captured SIGTERM once it has shut down cleanly
-    assert slow.process.returncode in (0, -signal.SIGTERM)
+    assert slow.process.returncode == 0  # a drain that finished is a clean exit (uvicorn alone re-raises SIGTERM)
 
 
 def test_full_queue_answers_503_with_retry_after(exported, tmp_path):

@@ -19,7 +19,7 @@ from test_serving import SENTENCES, Server, post
 from acceptability.inference.predictor import Predictor
 from acceptability.ops.loadtest import rss_mb
 from acceptability.serving import lambda_handler
-from acceptability.serving.app import METHODS
+from acceptability.serving.app import METHODS, TRIM_EVERY_S
 from acceptability.serving.batcher import MicroBatcher, QueueFull
 from acceptability.serving.settings import ServeSettings, SettingsError
 
@@ -35,6 +35,11 @@ CONTENT_FREE = [
     "a\x00b",
     "\ue000\ue001",
     "\u200d",
+    "\u3164",  # Hangul filler: a letter that renders as nothing
+    "\uffa0",
+    "\u115f",
+    "\u2800",  # the blank Braille cell
+    "\u3164 \u2800",
 ]
 HEAD_TIMEOUT_S = 2.0
 
@@ -112,34 +117,79 @@ def test_a_failing_request_in_a_batch_fails_alone_and_batches_stay_within_the_pr
     assert max(calls) <= 256 and sum(c for c in calls if c > 2) >= 9 * 64
 
 
-def test_a_small_request_is_answered_before_a_queue_of_large_ones(exported):
-    """One client's ten large requests are queued; a one-sentence request that comes after the first is taken runs
-    next, after the one running, not last."""
-    predictor, done = Predictor.load(exported / "models/onnx", "fp32"), []
+def test_a_small_request_waits_for_one_call_not_for_a_queue_of_large_ones(exported):
+    """One client's ten 60-sentence requests are queued and the first call on them is running; a one-sentence request
+    goes into one of the next two calls, and every large request is still answered whole and in order."""
+    predictor, gate, calls = Predictor.load(exported / "models/onnx", "fp32"), threading.Event(), []
+
+    def predict(sentences):
+        calls.append(list(sentences))
+        gate.wait(10)
+        return predictor.predict(sentences)
+
+    large = [f"The cat number {i} sat on the mat." for i in range(60)]
 
     async def run():
-        batcher = MicroBatcher(predictor.predict, max_batch=64, max_wait_s=0, max_cost=10**6)
+        batcher = MicroBatcher(predict, max_batch=16, max_wait_s=0, max_cost=10**6)
+        batcher.start()
+        queued = [asyncio.ensure_future(batcher.submit(large, 600)) for _ in range(10)]
+        while not calls:
+            await asyncio.sleep(0.001)
+        small = asyncio.ensure_future(batcher.submit(["The small one."], 8))
+        await asyncio.sleep(0.05)
+        gate.set()
+        answers = await asyncio.gather(small, *queued)
+        await batcher.stop(5)
+        return answers
+
+    answers = asyncio.run(asyncio.wait_for(run(), 60))
+    assert "The small one." in calls[1] + calls[2] and max(len(call) for call in calls) == 16
+    assert answers[1] == answers[10] == predictor.predict(large)
+    assert answers[0] == predictor.predict(["The small one."])
+
+
+def test_a_stream_of_small_requests_cannot_starve_a_large_one():
+    """Every other place goes to the oldest request: a large one queued before 40 small ones finishes long before
+    them, though each of them has less work left than it."""
+    done = []
+
+    async def run():
+        batcher = MicroBatcher(lambda sentences: list(sentences), max_batch=4, max_wait_s=0, max_cost=10**6)
         batcher.start()
 
         async def one(name: str, sentences: list, cost: int) -> None:
             await batcher.submit(sentences, cost)
             done.append(name)
 
-        large = [asyncio.create_task(one(f"large{i}", SENTENCES * 20, 600)) for i in range(10)]
-        await asyncio.sleep(0.01)  # queued, and the first taken
-        before = len(done)
-        await asyncio.gather(*large, one("small", SENTENCES[:1], 8))
+        await asyncio.gather(one("large", ["s"] * 40, 400), *(one(f"small{i}", ["s"], 10) for i in range(40)))
         await batcher.stop(5)
-        return before
 
-    before = asyncio.run(asyncio.wait_for(run(), 60))
-    assert len(done) == 11 and before < 8  # most large ones were still waiting
-    # after the one running (and one more that finished as `before` was read, its callback not yet run)
-    assert done.index("small") <= before + 2
+    asyncio.run(asyncio.wait_for(run(), 30))
+    assert len(done) == 41 and done.index("large") < 25
+
+
+def test_a_call_holds_at_most_max_call_tokens_and_every_request_is_answered_in_order():
+    calls = []
+
+    def predict(sentences):
+        calls.append(sum(10 if s.startswith("long") else 2 for s in sentences))
+        return [s.upper() for s in sentences]
+
+    async def run():
+        batcher = MicroBatcher(predict, max_batch=64, max_wait_s=0.05, max_cost=10**6, max_call_tokens=25)
+        batcher.start()
+        long, short = [f"long{i}" for i in range(10)], [f"short{i}" for i in range(7)]
+        answers = await asyncio.gather(batcher.submit(long, 100), batcher.submit(short, 14))
+        await batcher.stop(5)
+        return answers, long, short
+
+    (long_answer, short_answer), long, short = asyncio.run(asyncio.wait_for(run(), 30))
+    assert long_answer == [s.upper() for s in long] and short_answer == [s.upper() for s in short]
+    assert max(calls) <= 25 and sum(calls) == 114
 
 
 def test_max_batch_above_the_predictor_is_refused_at_start():
-    with pytest.raises(SettingsError, match="MAX_BATCH must be at least .* and at most 256"):
+    with pytest.raises(SettingsError, match="MAX_BATCH must be at most 256"):
         ServeSettings(max_batch=319).check()
     for raw in ("nan", "inf", "-inf"):
         with pytest.raises(SettingsError, match="TIMEOUT_S"):
@@ -236,17 +286,51 @@ def send_for(sock: socket.socket, payload: bytes, budget_bytes: int, seconds: fl
 
 def test_a_pipelining_flood_is_read_no_faster_than_it_is_answered(server):
     """Complete requests streamed without reading the answers: the server parses the next one only once an answer
-    has gone out, so the flood waits in the kernel's buffers, not in the server's memory."""
+    has gone out, so the flood waits in the kernel's buffers, not in the server's memory; and what a flood took is
+    given back after it, so floods one after another do not add up."""
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 464\r\n\r\n" + b"x" * 464  # 512 bytes
-    sock = raw_socket(server)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    before = rss_mb(server.process.pid)
-    sent = send_for(sock, request * 64, 50 * 2**20, 8)
-    during = rss_mb(server.process.pid)
-    assert healthz_ms(server) < 1000
-    sock.close()
-    assert sent < 50 * 2**20  # back-pressure reached the client
-    assert during < before + 50
+    before, after = rss_mb(server.process.pid), []
+    for _ in range(2):
+        sock = raw_socket(server)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sent = send_for(sock, request * 64, 50 * 2**20, 4)
+        during = rss_mb(server.process.pid)
+        assert healthz_ms(server) < 1000
+        sock.close()
+        assert sent < 50 * 2**20  # back-pressure reached the client
+        assert during < before + 100  # the issue's must is 200 MB for 300 MB sent; unbounded reading took 1.5 GB
+        time.sleep(TRIM_EVERY_S + 1)
+        after.append(rss_mb(server.process.pid))
+    assert after[0] < before + 30 and after[1] < after[0] + 15, (before, after)
+
+
+FRAGMENTED_HEAP = """
+import sys
+from acceptability.serving.memory import malloc_trim
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+blocks = [bytes(2048) + bytes([i % 256]) for i in range(100_000)]  # 200 MB on the heap, under mmap's threshold
+last = blocks[-1]  # the heap's top stays in use, so free() alone cannot shrink it
+del blocks
+freed = rss_mb()
+malloc_trim()(0)
+print(freed, rss_mb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="RSS from /proc")
+def test_malloc_trim_returns_a_freed_heap_that_free_alone_keeps():
+    """What the server's trim task does every TRIM_EVERY_S: memory a burst freed goes back to the OS."""
+    import subprocess
+    import sys
+
+    from acceptability.serving.memory import malloc_trim
+
+    if malloc_trim() is None:
+        pytest.skip("no glibc malloc_trim here")
+    result = subprocess.run([sys.executable, "-c", FRAGMENTED_HEAP], capture_output=True, text=True, check=True)
+    freed, trimmed = map(float, result.stdout.split())
+    assert freed > 150 and trimmed < freed - 150
 
 
 def test_chunked_trailers_count_against_the_head_cap(server):
@@ -305,6 +389,88 @@ def test_a_large_post_pipelined_with_the_start_of_a_head_gets_its_answer(server)
         replies += chunk
     sock.close()
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", replies) == [b"200", b"200"]
+
+
+def until_closed(sock: socket.socket, seconds: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took (or `seconds`)."""
+    sock.settimeout(0.2)
+    replies, started = b"", time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        replies += chunk
+    sock.close()
+    return replies, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "head, status",
+    [
+        (b"Content-Type: text/plain\r\nContent-Length: 100", b"415"),
+        (b"Content-Type: application/json\r\nContent-Length: 10000000", b"413"),
+    ],
+    ids=["415", "413"],
+)
+def test_an_early_refusal_closes_at_once_instead_of_waiting_for_a_body_it_will_not_read(server, head, status):
+    sock = raw_socket(server)
+    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n")
+    replies, seconds = until_closed(sock, 8)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", replies) == [status] and b"connection: close" in replies.lower()
+    assert seconds < 5  # closed after the answer, not after the 10 s body timeout
+
+
+UPGRADE = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+
+
+@pytest.mark.parametrize("pieces", [1, 3], ids=["one-write", "body-in-pieces"])
+def test_an_upgrade_header_is_ignored_and_the_body_and_the_next_request_are_served(server, pieces):
+    body = json.dumps({"sentences": SENTENCES}).encode()
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + UPGRADE
+    raw = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    raw += b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    sock = raw_socket(server)
+    cut = len(head) + 30
+    for part in (raw,) if pieces == 1 else (raw[:cut], raw[cut : cut + 20], raw[cut + 20 :]):
+        sock.sendall(part)
+        time.sleep(0.05)
+    replies, _ = until_closed(sock, 8)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", replies) == [b"200", b"200"]
+    assert replies.count(b'"label"') == len(SENTENCES)
+
+
+def test_an_upgrade_with_a_chunked_body_is_refused(server):
+    sock = raw_socket(server)
+    sock.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + UPGRADE
+        + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    )
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", until_closed(sock, 8)[0]) == [b"400"]
+
+
+@pytest.mark.parametrize(
+    "headers, status, kind",
+    [
+        (b"Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked", b"400", b"unsupported_transfer_coding"),
+        (
+            b"Content-Type: text/plain\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked",
+            b"400",
+            b"duplicate_header",
+        ),
+    ],
+    ids=["te-gzip-chunked", "two-content-types"],
+)
+def test_headers_whose_meaning_is_ambiguous_are_refused(server, headers, status, kind):
+    sock = raw_socket(server)
+    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    replies, _ = until_closed(sock, 8)
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", replies) == [status] and kind in replies
 
 
 def test_at_the_connection_cap_a_new_client_takes_an_idle_keep_alive_slot(server):
@@ -427,6 +593,13 @@ def test_no_sentence_text_reaches_any_log(exported, tmp_path):
     secret = "My secret sentence is grammatical."
     assert httpx.get(f"{quiet.url}/v1/predict", params={"sentence": secret}).status_code == 200
     assert post(quiet, {"sentences": [secret]}).status_code == 200
+    sock = raw_socket(quiet)  # a WebSocket handshake: no WebSocket route, so a plain request, never logged
+    sock.sendall(
+        b"GET /v1/predict?sentence=My%20secret%20sentence HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+    sock.close()
     quiet.process.terminate()
     _, stderr = quiet.process.communicate(timeout=30)
     assert "secret" not in stderr

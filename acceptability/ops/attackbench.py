@@ -99,11 +99,16 @@ async def small_behind_large(port: int, large: int) -> dict:
         started = time.perf_counter()
         small = await client.post("/v1/predict", json={"sentences": ["The cat sat on the mat."]})
         waited = time.perf_counter() - started
+        started = time.perf_counter()
+        health = await client.get("/healthz")
+        health_s = time.perf_counter() - started
         statuses = [response.status_code for response in await asyncio.gather(*queued)]
     return {
         "large_requests": large,
         "small_status": small.status_code,
         "small_seconds": round(waited, 3),
+        "healthz_status": health.status_code,
+        "healthz_seconds": round(health_s, 3),
         "large_statuses": {str(code): statuses.count(code) for code in sorted(set(statuses))},
     }
 
@@ -117,7 +122,10 @@ def main() -> None:
     server, _ = start_server(args.model, port, {"COLA_SERVE_PREDICTION_LOG": "/dev/null"}, stderr=subprocess.DEVNULL)
     try:
         pid = server.pid
+        import httpx
+
         report = {
+            "served": httpx.get(f"http://127.0.0.1:{port}/readyz").json()["served"],
             "pipelining_flood": flood(port, pid, b"", PIPELINED * 64, 300 * 2**20, 60),
             "trailer_flood": flood(
                 port, pid, TRAILED + b"2\r\n{}\r\n0\r\n", b"X: " + b"v" * 4000 + b"\r\n", 100 * 2**20, 60

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acceptability.serving.batcher import MicroBatcher, QueueFull
+from acceptability.serving.memory import return_freed_memory
 from acceptability.serving.metrics import Metrics
 from acceptability.serving.page import add_page
 from acceptability.serving.predlog import log_predictions, prediction_logger
@@ -34,12 +35,31 @@ from acceptability.serving.settings import ServeSettings, load_served_model
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 ROUTES = ("/", "/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels: anything else is OTHER
+TRIM_EVERY_S = 5.0  # RSS is back near its baseline within this long after a burst
 PROBE = "The model warms up on this sentence, and times how fast it answers."
 log = logging.getLogger("cola.serving")
 
 
 def error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
+
+
+def refused_unread(status: int, kind: str, message: str) -> JSONResponse:
+    """An answer sent before the body is read: the connection closes after it, so the unread body is never taken
+    for the next request, and a pipelined next request gets a closed socket at once, not a wait."""
+    return error(status, kind, message, {"Connection": "close"})
+
+
+def framing_error(headers: list[tuple[bytes, bytes]]) -> JSONResponse | None:
+    """Headers whose meaning the server would have to guess: a transfer coding other than plain chunked (the parser
+    would decode the chunks and ignore the rest), or two Content-Type headers (one would silently win). A 400, not
+    RFC 9112's suggested 501: bad input always gets a 4xx here."""
+    codings = [value.strip().lower() for name, value in headers if name == b"transfer-encoding"]
+    if codings and codings != [b"chunked"]:
+        return refused_unread(400, "unsupported_transfer_coding", "the only transfer coding accepted is chunked")
+    if sum(name == b"content-type" for name, _ in headers) > 1:
+        return refused_unread(400, "duplicate_header", "send one Content-Type header")
+    return None
 
 
 class Guard:
@@ -63,6 +83,9 @@ class Guard:
             await send(message)
 
         try:
+            rejection = framing_error(scope["headers"])
+            if rejection is not None:
+                return await rejection(scope, receive, counting_send)
             if scope["method"] == "POST":
                 rejection, receive, body = await self.check_body(scope, receive)
                 if rejection is None and scope["path"] == "/v1/predict" and self.fast_predict is not None:
@@ -79,9 +102,12 @@ class Guard:
         headers = dict(scope["headers"])
         media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media_type != b"application/json":
-            return error(415, "unsupported_media_type", "send the body as Content-Type: application/json"), receive, b""
+            unsupported = refused_unread(
+                415, "unsupported_media_type", "send the body as Content-Type: application/json"
+            )
+            return unsupported, receive, b""
         limit = self.settings.max_body_bytes
-        too_big = error(413, "body_too_large", f"the body is over {limit} bytes")
+        too_big = refused_unread(413, "body_too_large", f"the body is over {limit} bytes")
         declared = headers.get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > limit:
             return too_big, receive, b""
@@ -91,11 +117,10 @@ class Guard:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
             except TimeoutError:
-                return (
-                    error(408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"),
-                    receive,
-                    b"",
+                late = refused_unread(
+                    408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"
                 )
+                return late, receive, b""
             if message["type"] == "http.disconnect":
                 return Response(status_code=499), receive, b""
             body += message.get("body", b"")
@@ -172,17 +197,24 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
         capacity = engine_capacity(predictor, settings)
         metrics.capacity.set(capacity)
         app.state.batcher = MicroBatcher(
-            predictor.predict, settings.max_batch, settings.batch_wait_ms / 1000, capacity, settings.workers
+            predictor.predict,
+            settings.max_batch,
+            settings.batch_wait_ms / 1000,
+            capacity,
+            settings.workers,
+            settings.max_call_tokens,
         )
         app.state.batcher.start()
         metrics.waiting.set_function(lambda: app.state.batcher.waiting)
         metrics.waiting_tokens.set_function(lambda: app.state.batcher.waiting_cost)
+        trimming = asyncio.get_running_loop().create_task(return_freed_memory(TRIM_EVERY_S))
         app.state.ready = True
         metrics.ready.set(1)
         metrics.time_to_ready.set(time.monotonic() - started)
         yield
         app.state.ready = False
         metrics.ready.set(0)
+        trimming.cancel()
         await app.state.batcher.stop(settings.timeout_s)
 
     docs = {} if settings.docs else {"docs_url": None, "redoc_url": None}

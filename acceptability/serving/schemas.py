@@ -36,12 +36,15 @@ class ErrorResponse(BaseModel):
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls but tab and line breaks
+# Letters and symbols that render as nothing: the Hangul fillers and the blank Braille cell.
+BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def check_sentence(sentence: str) -> str:
     """What every entry point (POST, GET, Lambda) demands of a sentence, beyond its length: text the model can
     read. Whitespace alone, control characters, and text with no letter, digit, punctuation or symbol (zero-width
-    spaces, a BOM, private-use characters) are refused: the model would still answer, with a confident guess."""
+    spaces, a BOM, private-use characters, blank glyphs) are refused: the model would still answer, with a confident
+    guess."""
     if not sentence.strip():  # str.strip also takes control characters such as \x1d for space
         raise PydanticCustomError("blank", "must contain a non-space character")
     control = CONTROL.search(sentence)
@@ -49,9 +52,10 @@ def check_sentence(sentence: str) -> str:
         raise PydanticCustomError(
             "control_character", "contains the control character U+{code}", {"code": f"{ord(control.group()):04X}"}
         )
-    if not any(unicodedata.category(char)[0] in "LNPS" for char in sentence):
+    if not any(unicodedata.category(char)[0] in "LNPS" and char not in BLANK_GLYPHS for char in sentence):
         raise PydanticCustomError(
-            "no_text", "has no letter, digit, punctuation or symbol (only invisible, format or private-use characters)"
+            "no_text",
+            "has no letter, digit, punctuation or symbol (only invisible, blank, format or private-use characters)",
         )
     return sentence
 

@@ -23,7 +23,9 @@ class ServeSettings:
     max_body_bytes: int = 256 * 1024
     timeout_s: float = 10.0  # per request, queueing included
     batch_wait_ms: float = 1.0  # how long the batcher waits to fill a batch; int8 (a call a sentence) gains little
-    max_batch: int = 64  # sentences per predict call (one request is never split); at most 256
+    max_batch: int = 64  # sentences per predict call, at most 256
+    max_call_tokens: int = 1024  # tokens per predict call: a larger request takes several calls, and other
+    # requests run between them, so a small one never waits for a whole large one
     max_queue_tokens: int = 0  # tokens waiting; beyond this 503 + Retry-After. 0: what the engine answers
     # within timeout_s, measured at start-up
     head_timeout_s: float = 5.0  # a request line and headers must arrive whole within this (server.py)
@@ -70,6 +72,7 @@ class ServeSettings:
             "max_chars",
             "max_body_bytes",
             "max_batch",
+            "max_call_tokens",
             "workers",
             "keep_alive_s",
             "max_connections",
@@ -77,11 +80,8 @@ class ServeSettings:
         ):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be at least 1")
-        if not self.max_sentences <= self.max_batch <= MAX_BATCH:
-            raise SettingsError(
-                f"{PREFIX}MAX_BATCH must be at least {PREFIX}MAX_SENTENCES ({self.max_sentences}) "
-                f"and at most {MAX_BATCH}, what the predictor takes in one call"
-            )
+        if self.max_batch > MAX_BATCH:
+            raise SettingsError(f"{PREFIX}MAX_BATCH must be at most {MAX_BATCH}, what the predictor takes in one call")
         if self.max_queue_tokens < 0:
             raise SettingsError(f"{PREFIX}MAX_QUEUE_TOKENS must be 0 (measured) or positive")
         if not (self.timeout_s > 0 and self.head_timeout_s > 0 and self.batch_wait_ms >= 0):
