@@ -205,3 +205,16 @@ def exported(tmp_path_factory, prepared_once, tiny_model_dir):
 def tools() -> None:
     """promtool, prometheus, chromium and chromedriver: installed from Debian when missing (.ci/monitoring-tools)."""
     subprocess.run(["bash", str(ROOT / ".ci/monitoring-tools")], check=True, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """SeaweedFS's S3 on loopback with the bucket s3_server.BUCKET, stopped by its PID at the end of the session."""
+    from s3_server import BUCKET, S3Server, bucket_store
+
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    try:
+        bucket_store(server).mkdir(BUCKET)
+        yield server
+    finally:
+        server.stop()

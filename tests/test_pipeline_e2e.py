@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, TINY_COLA, TINY_ROWS, run_tool, sha256
+from s3_server import BUCKET
 
 from acceptability.machine import usable_cores
 
@@ -315,3 +316,56 @@ def test_a_checkout_runs_its_own_package_not_the_installed_one(repo):
     """`dvc exp run --queue` runs stages in a temporary copy: `python -m stages.x` must import that copy's code."""
     result = run([sys.executable, "-c", "import stages.train, acceptability; print(acceptability.__file__)"], repo)
     assert Path(result.stdout.strip()).resolve().is_relative_to(repo.resolve())
+
+
+def test_sweeps_on_two_runners_meet_on_a_third_machine_through_origin_and_s3(repo, first_repro, s3, tmp_path):
+    """The documented way past one machine: each CI runner runs its part of a sweep through the queue and pushes it
+    (git refs to origin, outputs to the S3 remote); a third clone pulls them all, lists them, applies the best and
+    pulls its outputs."""
+    remote, aws = f"s3://{BUCKET}/experiments", s3.env
+
+    def team(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        return run_tool(cmd, cwd, unset=("COLA_DIR",), WANDB_SILENT="true", **aws)
+
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "state before the sweep", "--allow-empty"], repo)
+    team(["dvc", "remote", "add", "--local", "--force", "-d", "team", remote], repo)
+    team(["dvc", "push", "-q", "--run-cache"], repo)  # what ran here, so runners skip the stages a sweep leaves alone
+    origin = tmp_path / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(repo), str(origin)], tmp_path)
+    machines = {}
+    for name in ("runner-a", "runner-b", "laptop"):
+        machines[name] = tmp_path / name
+        run(["git", "clone", "-q", str(origin), str(machines[name])], tmp_path)
+        team(["dvc", "remote", "add", "--local", "-d", "team", remote], machines[name])
+
+    tiny = [arg for o in ("data=tiny_local", "model=tiny_local", *TRAIN_OVERRIDES) for arg in ("-S", o)]
+    tiny += ["-S", "train.num_train_epochs=1", "-S", "benchmark.max_sentences=16"]
+    sweeps = {"runner-a": ("1e-2", "3e-3"), "runner-b": ("1e-3",)}
+    for name, rates in sweeps.items():
+        runner = machines[name]
+        team(["dvc", "pull", "-q", "--run-cache"], runner)
+        for rate in rates:
+            name_rate = ["-n", f"{name}-lr{rate}", "-S", f"train.learning_rate={rate}"]
+            team(["dvc", "exp", "run", "--queue", *name_rate, *tiny], runner)
+        team(["dvc", "exp", "run", "--run-all", "-j", "1"], runner)
+        team(["dvc", "exp", "push", "origin"], runner)
+    refs = run(["git", "ls-remote", str(origin), "refs/exps/*"], tmp_path).stdout
+    assert len(refs.splitlines()) == 3
+
+    laptop = machines["laptop"]
+    team(["dvc", "exp", "pull", "origin"], laptop)
+    table = run([sys.executable, "-m", "acceptability.ops.experiments"], laptop).stdout  # `make exps`
+    names = [f"{name}-lr{rate}" for name, rates in sweeps.items() for rate in rates]
+    assert all(f"\n{name} " in table for name in names), table  # best val MCC first
+    best = next(line.split()[0] for line in table.splitlines() if line.split()[:1] and line.split()[0] in names)
+    team(["dvc", "exp", "apply", best], laptop)
+    team(["dvc", "pull", "-q"], laptop)
+    assert "Data and pipelines are up to date." in team(["dvc", "status"], laptop).stdout
+    shown = json.loads(team(["dvc", "exp", "show", "--json"], laptop).stdout)
+    applied = next(exp for rev in shown for exp in rev.get("experiments") or [] if exp["name"] == best)
+    metrics = applied["revs"][0]["data"]["metrics"]["metrics/eval.json"]["data"]
+    assert json.loads((laptop / "metrics/eval.json").read_text()) == metrics
+    lock = yaml.safe_load((laptop / "dvc.lock").read_text())["stages"]["export"]["outs"]
+    onnx = next(out for out in lock if out["path"] == "models/onnx")
+    assert onnx["nfiles"] == len(list((laptop / "models/onnx").iterdir())) >= 4  # the applied run's export, pulled
