@@ -121,3 +121,38 @@ def test_ruff_finds_nothing_and_the_code_is_formatted():
             [BIN / "ruff", *command, "acceptability", "stages", "tests"], cwd=ROOT, capture_output=True, text=True
         )
         assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(
+    "param, values, outcome",
+    [
+        ("train.learning_rate", "1e-3, 2e-3", '::set-output:: values=["1e-3", "2e-3"]'),
+        ("train.learning_rate", "1e-3;touch /tmp/owned", "values: 1 to 16 comma-separated numbers or names"),
+        ("train.learning_rate -S model=x", "1e-3", "param must be a dotted key"),
+    ],
+    ids=["two-values", "shell-in-a-value", "a-second-override"],
+)
+def test_the_sweep_workflow_splits_its_inputs_and_refuses_anything_else(param, values, outcome):
+    """sweep.yml's first job, run by nektos/act on this machine (no containers): what it passes to the matrix."""
+    result = run_tool(
+        [
+            str(BIN / "act"),
+            "workflow_dispatch",
+            "-W",
+            ".github/workflows/sweep.yml",
+            "-j",
+            "plan",
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "--no-cache-server",  # act's default cache server listens on a public address
+            "--input",
+            f"param={param}",
+            "--input",
+            f"values={values}",
+        ],
+        ROOT,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert outcome in output, output[-3000:]
+    assert (result.returncode == 0) == outcome.startswith("::set-output::")
