@@ -55,9 +55,6 @@ class JobQueue:
         self.oldest_next = False
         self.nonempty = asyncio.Event()
 
-    def __len__(self) -> int:
-        return len(self.queued)
-
     def put(self, job: Job) -> None:
         push = next(self.pushes)
         heapq.heappush(self.by_cost, (job.left_cost, job.seq, push, job))
