@@ -15,7 +15,7 @@ help: ## List the targets
 # pip prints a line per package (and a bar on a terminal): the install takes minutes and shows it. Every file is
 # checked against requirements.txt's hashes (pip itself included, which upgrades itself there).
 $(STAMP): requirements.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --progress-bar on --require-hashes -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)

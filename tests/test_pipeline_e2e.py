@@ -116,6 +116,18 @@ def first_repro(repo, teacher_rerun) -> subprocess.CompletedProcess:
     return run(["dvc", "repro"], repo)
 
 
+@pytest.fixture(scope="module")
+def warm_runner(repo, tmp_path_factory) -> list[str]:
+    """act's flags for a runner that keeps a .venv built from the lock between jobs, so each job's `make install`
+    only checks it and re-links the job's package (the ci workflow's test installs from nothing). This one is a copy
+    of the suite's own .venv: 20 s instead of 3 min. Linked from the repo, it reaches each job's copy of the repo only
+    when act copies ignored paths too."""
+    venv = tmp_path_factory.mktemp("runner") / "venv"
+    shutil.copytree(Path(sys.prefix), venv, symlinks=True)
+    (repo / ".venv").symlink_to(venv, target_is_directory=True)
+    return ["--use-gitignore=false"]
+
+
 def test_frozen_teacher_reruns_only_when_unfrozen_and_records_its_weights(repo, teacher_rerun):
     assert ran_stages(teacher_rerun.stdout) == ["download", "teacher"]
     assert yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["teacher"]["frozen"] is True
@@ -371,7 +383,7 @@ def test_sweeps_on_two_runners_meet_on_a_third_machine_through_origin_and_s3(rep
     assert onnx["nfiles"] == len(list((laptop / "models/onnx").iterdir())) >= 4  # the applied run's export, pulled
 
 
-def test_a_pull_request_runs_pr_report_and_its_report_holds_the_diffs(repo, first_repro, tmp_path):
+def test_a_pull_request_runs_pr_report_and_its_report_holds_the_diffs(repo, first_repro, warm_runner, tmp_path):
     """pr-report.yml under nektos/act on the tiny project: a branch that changes the learning rate, against main on
     a local origin. The job installs, reproduces, writes the report against the base and says why it did not
     comment (no token)."""
@@ -400,7 +412,7 @@ def test_a_pull_request_runs_pr_report_and_its_report_holds_the_diffs(repo, firs
     try:
         act = act_runner(tmp_path, repo)
         # github.repository comes from the remote act is told to read: never fetched, only named
-        result = act("pull_request", "pr-report.yml", "-e", str(event), "--remote-name", "github")
+        result = act("pull_request", "pr-report.yml", "-e", str(event), "--remote-name", "github", *warm_runner)
     finally:
         run(["git", "checkout", "-q", "main"], repo)
     output = result.stdout + result.stderr
@@ -411,3 +423,62 @@ def test_a_pull_request_runs_pr_report_and_its_report_holds_the_diffs(repo, firs
     assert "### Against the base `origin/main`" in output and "| train.learning_rate |" in output
     assert "#### Metrics" in output and "metrics/eval.json" in output
     assert "Comment skipped: this run has no GITHUB_TOKEN." in output
+
+
+AWS_STAND_IN = """#!/usr/bin/env bash
+# Stands in for the AWS CLI, which would call AWS itself (unreachable here): records the call and fails as it would.
+echo "$*" >> "$AWS_CALLS"
+echo "Could not connect to the endpoint URL (the AWS CLI's stand-in in the tests)" >&2
+exit 255
+"""
+
+
+def test_a_push_to_main_runs_promote_the_gate_tags_origin_and_deploy_stops_at_its_first_aws_call(
+    repo, first_repro, s3, warm_runner, tmp_path
+):
+    """promote.yml under nektos/act on the tiny project: the developer pushed main's outputs to the S3 remote; the
+    gate pulls them, decides (no champion yet: the first model is promoted if it passes the guardrails), pushes GTO's
+    tags to origin and the model to S3; deploy pulls the ONNX model from S3 and stops at its first call to AWS."""
+    from act_runner import SHARED_ACTIONS, act_runner
+
+    if not SHARED_ACTIONS.is_dir():
+        pytest.skip(f"the pinned actions are not at {SHARED_ACTIONS}")
+    remote = f"s3://{BUCKET}/promote"
+    run(["git", "checkout", "-q", "-B", "main"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "main: the challenger", "--allow-empty"], repo)
+    run_tool(["dvc", "remote", "add", "--local", "--force", "promote", remote], repo)
+    run_tool(["dvc", "push", "-q", "-r", "promote"], repo, **s3.env)
+    for output in ("data/raw", "data/tokenized", "models/model", "models/onnx", "models/pretrained", ".dvc/cache"):
+        shutil.rmtree(repo / output)  # the runners start from git and the S3 remote alone
+    origin = tmp_path / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(repo), str(origin)], tmp_path)
+    for name, url in (("origin", str(origin)), ("github", "https://github.com/cola/acceptability.git")):
+        run(["git", "remote", "remove", name], repo, check=False)
+        run(["git", "remote", "add", name, url], repo)
+    stand_in = tmp_path / "aws-cli"
+    stand_in.mkdir()
+    (stand_in / "aws").write_text(AWS_STAND_IN)
+    (stand_in / "aws").chmod(0o755)
+    calls = tmp_path / "aws-calls.txt"
+    variables = {"AWS_REGION": s3.env["AWS_DEFAULT_REGION"], "DVC_REMOTE_URL": remote, "ECR_REPOSITORY": "cola-api"}
+    flags = [arg for name, value in variables.items() for arg in ("--var", f"{name}={value}")]
+    runner_env = {**s3.env, "AWS_CALLS": str(calls)}
+    flags += [arg for name, value in runner_env.items() for arg in ("--env", f"{name}={value}")]
+    act = act_runner(tmp_path, repo)
+    path = f"{stand_in}{os.pathsep}{os.environ['PATH']}"
+    result = act("push", "promote.yml", *flags, "--remote-name", "github", *warm_runner, PATH=path)
+    output = result.stdout + result.stderr
+    gate = ("Main Install", "Main Pull the committed stage outputs", "Main Gate", "Main Push the tags and the model")
+    for step in gate:
+        assert f"✅  Success - {step}" in output, output[-6000:]
+    assert "gate: PROMOTE" in output
+    tags = run(["git", "ls-remote", "--tags", str(origin)], tmp_path).stdout
+    assert "refs/tags/cola-classifier@v0.0.1" in tags and "refs/tags/cola-classifier#prod#1" in tags, tags
+    for step in ("Main Install DVC (hash-checked)", "Main Pull the ONNX model"):
+        assert f"✅  Success - {step}" in output, output[-6000:]
+    assert "❌  Failure - Main Build and push" in output and result.returncode != 0
+    deploy = [line for line in output.splitlines() if line.startswith("[Deploy the new champion/")]
+    assert any(re.search(r"A\S*\s+models/onnx/$", line) for line in deploy), "\n".join(deploy)
+    # the first AWS call: who am I, for the ECR registry's name; nothing was built or pushed
+    assert calls.read_text().splitlines() == ["sts get-caller-identity --query Account --output text"]

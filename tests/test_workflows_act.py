@@ -1,5 +1,5 @@
-"""The workflows run by nektos/act on this machine (tests/act_runner.py); pr-report runs in test_pipeline_e2e.py,
-on the tiny project."""
+"""The workflows run by nektos/act on this machine (tests/act_runner.py); pr-report and promote run in
+test_pipeline_e2e.py, on the tiny project."""
 
 import re
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -77,7 +78,9 @@ def champion(repo: Path, artifact: str, stage: str) -> dict | None:
 
 
 def gto(repo: Path, *args: str) -> str:
-    result = subprocess.run(["gto", *args], cwd=repo, capture_output=True, text=True)
+    # This interpreter's gto: CI runs `.venv/bin/python` without activating the venv, so PATH may hold none.
+    command = [sys.executable, "-c", "from gto.cli import app; app(prog_name='gto')", *args]
+    result = subprocess.run(command, cwd=repo, capture_output=True, text=True)
     if result.returncode != 0:
         raise UserError(f"gto {' '.join(args)} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
