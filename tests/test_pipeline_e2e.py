@@ -124,6 +124,8 @@ def warm_runner(repo, tmp_path_factory) -> list[str]:
     when act copies ignored paths too."""
     venv = tmp_path_factory.mktemp("runner") / "venv"
     shutil.copytree(Path(sys.prefix), venv, symlinks=True)
+    # an earlier test links the suite's own .venv here: a job's `make install` must not re-point that one
+    (repo / ".venv").unlink(missing_ok=True)
     (repo / ".venv").symlink_to(venv, target_is_directory=True)
     return ["--use-gitignore=false"]
 
