@@ -136,16 +136,22 @@ def max_seq_length(params: dict) -> int:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """teacher.augment: how many perturbed copies of each train sentence the teacher labels, and their seed."""
+    """teacher.augment: how many perturbed copies of each train sentence the teacher labels, their seed, and the
+    operations each copy draws one of."""
 
     copies: int
     seed: int
+    operations: list
 
     @classmethod
     def from_section(cls, section: dict, where: str = "teacher.augment") -> "AugmentConfig":
         config = whole(cls, section, where)
         natural(section, "copies", where)
         natural(section, "seed", where)
+        names = config.operations
+        known = isinstance(names, list) and names and all(name in AUGMENT_OPERATIONS for name in names)
+        if not known or len(set(names)) < len(names):
+            raise UserError(f"params.yaml: {where}.operations must list distinct ones of {list(AUGMENT_OPERATIONS)}")
         return config
 
 
@@ -199,6 +205,22 @@ class ExportConfig:
         positive(section, "golden_tolerance", float, where)
         return config
 
+
+# The perturbations the teacher's copies can draw (acceptability/augment.py's OPERATIONS; not imported: every stage
+# reads this module, and augmenting is the teacher's alone).
+AUGMENT_OPERATIONS = (
+    "swap",
+    "drop",
+    "duplicate",
+    "inflection",
+    "determiner",
+    "preposition",
+    "auxiliary",
+    "complementizer",
+    "argument",
+    "move",
+    "clause",
+)
 
 # The instruction sets the export can measure int8 on under qemu (acceptability/isa.py's EMULATED_CPU; not imported:
 # every stage reads this module, and the emulation is the export's alone).

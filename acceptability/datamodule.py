@@ -148,6 +148,15 @@ class ColaDataModule(L.LightningDataModule):
             if split not in self.splits:
                 arrays = load_encoded(self.tokenized_dir / f"{split}.npz")
                 self.splits[split] = EncodedSplit(self.with_teacher(arrays) if split == "train" else arrays)
+        calibration = self.tokenized_dir / "calibration.npz"  # absent when data.calibration_rows is 0
+        if "calibration" not in self.splits and calibration.is_file():
+            self.splits["calibration"] = EncodedSplit(load_encoded(calibration))
+
+    @property
+    def has_calibration(self) -> bool:
+        """Held-out train rows to select the epoch on (data.calibration_rows > 0)."""
+        self.setup()
+        return "calibration" in self.splits and len(self.splits["calibration"]) > 0
 
     def with_teacher(self, train: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self.distill:
@@ -196,5 +205,10 @@ class ColaDataModule(L.LightningDataModule):
         )
         return self.loader("train", batch_sampler=batches)
 
-    def val_dataloader(self) -> DataLoader:
+    def validation_loader(self) -> DataLoader:
         return self.loader("validation", batch_size=self.eval_batch_size, shuffle=False)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """Lightning's: validation, for its curves, then the calibration rows that select the epoch (SELECT_ON)."""
+        held_out = [self.loader("calibration", batch_size=self.eval_batch_size, shuffle=False)]
+        return [self.validation_loader(), *(held_out if self.has_calibration else [])]

@@ -79,7 +79,7 @@ def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, bat
     if not np.array_equal(datamodule.splits["validation"].arrays["idx"], frame["idx"].to_numpy()):
         raise UserError(f"{tokenized}/validation.npz and {raw}/validation.csv disagree on idx: re-run `dvc repro`")
     model = load_classifier(model_dir)
-    logits = predict_logits(model, datamodule.val_dataloader(), desc="evaluate")
+    logits = predict_logits(model, datamodule.validation_loader(), desc="evaluate")
     (metrics_dir / "reliability").mkdir(parents=True, exist_ok=True)
     calibration = calibration_outputs(frame, logits, model.temperature, metrics_dir)
     return write_outputs(frame, probabilities(logits)[:, 1], metrics_dir, calibration)

@@ -22,6 +22,11 @@ HEAD = re.compile(r"(^|\.)(pre_)?classifier\.")  # a sequence-classification hea
 POOLER = re.compile(r"(^|\.)pooler\.")
 
 
+# The epoch kept, and when to stop, are decided on the calibration rows held out of train: validation MCC, the
+# figure reported, is never looked at while training, so it stays an unbiased estimate.
+SELECT_ON = "calibration/mcc"
+
+
 class SentenceClassifier(torch.nn.Module):
     """(input_ids, attention_mask) -> logits.
 
@@ -211,6 +216,7 @@ class AcceptabilityClassifier(L.LightningModule):
         self.classifier.train()  # from_pretrained returns eval mode, and Lightning keeps submodules' modes
         self.train_mcc, self.val_mcc = BinaryMatthewsCorrCoef(), BinaryMatthewsCorrCoef()
         self.val_accuracy = BinaryAccuracy()
+        self.calibration_mcc = BinaryMatthewsCorrCoef()  # the held-out rows that pick the epoch (SELECT_ON)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(input_ids, attention_mask)
@@ -241,22 +247,26 @@ class AcceptabilityClassifier(L.LightningModule):
         gold = batch["labels"] >= 0
         predictions, labels = logits.argmax(dim=-1)[gold], batch["labels"][gold]
         on_step = split == "train"
-        self.log(f"{split}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=len(logits))
+        log = {"on_step": on_step, "on_epoch": not on_step, "add_dataloader_idx": False}
+        self.log(f"{split}/loss", loss, prog_bar=split != "calibration", batch_size=len(logits), **log)
         if split == "train":
             self.train_mcc.update(predictions, labels)
             self.log("train/mcc", self.train_mcc, on_step=False, on_epoch=True)
+        elif split == "calibration":
+            self.calibration_mcc.update(predictions, labels)
+            self.log(SELECT_ON, self.calibration_mcc, **log)
         else:
             self.val_mcc.update(predictions, labels)
             self.val_accuracy.update(predictions, labels)
-            self.log("val/mcc", self.val_mcc, on_epoch=True, prog_bar=True)
-            self.log("val/accuracy", self.val_accuracy, on_epoch=True)
+            self.log("val/mcc", self.val_mcc, prog_bar=True, **log)
+            self.log("val/accuracy", self.val_accuracy, **log)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self.step(batch, "train")
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.step(batch, "val")
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.step(batch, ("val", "calibration")[dataloader_idx])  # the order of ColaDataModule.val_dataloader
 
     def configure_optimizers(self):
         hp = self.hparams

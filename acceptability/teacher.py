@@ -1,7 +1,8 @@
 """run_teacher(params) -> record: fine-tune the strong model, then write its logits for the student to learn from.
 
 Writes, under `out`: train.csv and validation.csv (idx and both logits), augmented.csv (perturbed train sentences
-with the teacher's logits) and record.json (the weights' sha256, the params, the validation scores).
+with the teacher's logits) and record.json (the weights' sha256, the params, the validation scores, and for each
+perturbation operation how many copies it made and the share the teacher calls unacceptable).
 """
 
 import json
@@ -15,7 +16,7 @@ import pandas as pd
 
 from acceptability import LOGIT_COLUMNS
 from acceptability.atomic import atomic_path, write_json
-from acceptability.augment import perturbations
+from acceptability.augment import by_operation, perturbations
 from acceptability.calibration import probabilities
 from acceptability.cola import read_split
 from acceptability.config import AugmentConfig, ModelShape, ModelSource, TrainConfig, max_seq_length
@@ -68,8 +69,9 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
 
     source, shape, train_cfg, augment = teacher_sections(params)
     max_len = max_seq_length(params)
-    frames = {"train": read_split(raw / "train.csv"), "validation": read_split(raw / "validation.csv")}
-    augmented = perturbations(frames["train"], augment.copies, augment.seed)
+    # calibration: the held-out train rows that select the teacher's epoch, as they select the student's
+    frames = {split: read_split(raw / f"{split}.csv") for split in ("train", "validation", "calibration")}
+    augmented = perturbations(frames["train"], augment.copies, augment.seed, augment.operations)
     frames["augmented"] = augmented.assign(idx=range(len(augmented)), label=-1)
 
     paths = TrainPaths(work / "pretrained", work / "tokenized", raw, work / "model", work / "checkpoints", live_dir)
@@ -87,7 +89,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     batch = train_cfg.eval_batch_size
     logits = {
         name: shortest_first_logits(model, paths.tokenized / f"{name}.npz", meta["pad_token_id"], batch)
-        for name in frames
+        for name in ("train", "validation", "augmented")
     }
     p_acceptable = probabilities(logits["validation"])[:, 1]
     record = {
@@ -101,6 +103,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
         },
         "epochs_run": result["epochs_run"],
         "scores": score_predictions(frames["validation"], p_acceptable),
+        "augmented_by_operation": by_operation(augmented["operation"], logits["augmented"]),
     }
     with atomic_path(out) as folder:
         folder.mkdir()
@@ -112,5 +115,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
         )
         write_json(folder / "record.json", record)
     shutil.rmtree(work, ignore_errors=True)
+    for name, counts in record["augmented_by_operation"].items():
+        print(f"{name:>14}: {counts['copies']:6d} copies, {counts['unacceptable_share']:.1%} called unacceptable")
     print(f"teacher val MCC {record['scores']['val']['mcc']:.4f}", file=sys.stderr)
     return record

@@ -23,7 +23,7 @@ from acceptability.datamodule import ColaDataModule
 from acceptability.encode import load_encoded
 from acceptability.inference.hashing import sha256_file
 from acceptability.interrupt import StopOnSigint
-from acceptability.module import AcceptabilityClassifier, balanced_class_weights
+from acceptability.module import SELECT_ON, AcceptabilityClassifier, balanced_class_weights
 from acceptability.predict import predict_acceptable
 from acceptability.pretrained import MODEL_FILES, WEIGHTS
 from acceptability.tracking import log_wandb_results, make_loggers, wandb_logger
@@ -80,9 +80,21 @@ class NoTips(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(NoTips())
 
 
+class EpochHistory(L.Callback):
+    """Every epoch's logged metrics, so the report can give validation MCC at the epoch that was selected."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, dict[str, float]] = {}
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        self.epochs[trainer.current_epoch] = metrics
+
+
 def build_trainer(
-    train: TrainConfig, paths: TrainPaths, loggers: list, extra_callbacks: tuple = ()
+    train: TrainConfig, paths: TrainPaths, loggers: list, extra_callbacks: tuple = (), select: bool = True
 ) -> tuple[L.Trainer, L.Callback]:
+    """`select`: keep the epoch with the best SELECT_ON and stop early on it; without held-out rows, the last epoch."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # our run.json
@@ -90,9 +102,14 @@ def build_trainer(
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # last.ckpt is written at every epoch's end: an interrupted run resumes from it (see resume_point).
     checkpoint = ModelCheckpoint(
-        dirpath=paths.checkpoints, filename="best", monitor="val/mcc", mode="max", save_top_k=1, save_last=True
+        dirpath=paths.checkpoints,
+        filename="best",
+        monitor=SELECT_ON if select else None,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
     )
-    stopping = EarlyStopping(monitor="val/mcc", mode="max", patience=int(train.early_stopping_patience))
+    stopping = [EarlyStopping(monitor=SELECT_ON, mode="max", patience=int(train.early_stopping_patience))]
     trainer = L.Trainer(
         max_epochs=int(train.num_train_epochs),
         accelerator=train.accelerator,
@@ -106,7 +123,7 @@ def build_trainer(
         gradient_clip_algorithm="norm",  # null: no clipping
         callbacks=[
             checkpoint,
-            stopping,
+            *(stopping if select else []),
             TQDMProgressBar(refresh_rate=10) if on_terminal() else EpochLines(),
             *extra_callbacks,
         ],
@@ -211,7 +228,7 @@ def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int)
 
 
 def train(model: ModelShape, train: TrainConfig, paths: TrainPaths | None = None) -> dict:
-    """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best val/mcc."""
+    """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best SELECT_ON."""
     paths = paths or TrainPaths()
     L.seed_everything(int(train.seed), workers=True, verbose=False)
     if train.num_threads:
@@ -221,8 +238,8 @@ def train(model: ModelShape, train: TrainConfig, paths: TrainPaths | None = None
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
     loggers = make_loggers(paths.dvclive, {"model": asdict(model), "train": asdict(train)}, resume=bool(resume))
-    sigint = StopOnSigint()
-    trainer, checkpoint = build_trainer(train, paths, loggers, (sigint,))
+    sigint, history, select = StopOnSigint(), EpochHistory(), datamodule.has_calibration
+    trainer, checkpoint = build_trainer(train, paths, loggers, (sigint, history), select)
     try:
         with sigint.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -236,23 +253,27 @@ def train(model: ModelShape, train: TrainConfig, paths: TrainPaths | None = None
         if isinstance(stop, SIGTERMException):  # a SystemExit with code 0: DVC would take the stage as done
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
-    result = {
-        "best_val_mcc": float(checkpoint.best_model_score),
-        "epochs_run": trainer.current_epoch,
-        "global_steps": trainer.global_step,
-    }
+    result = {"epochs_run": trainer.current_epoch, "global_steps": trainer.global_step}
     if not trainer.is_global_zero:
         return result
 
     # Our own checkpoint, read back as plain tensors and primitives (no arbitrary unpickling).
-    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    best = checkpoint.best_model_path or checkpoint.last_model_path  # no monitor: the last epoch
+    saved = torch.load(best, map_location="cpu", weights_only=True)
+    module.load_state_dict(saved["state_dict"])
+    selected = history.epochs.get(saved["epoch"], {})
+    result.update(
+        selected_epoch=saved["epoch"] + 1,
+        selected_on=SELECT_ON if select else "the last epoch (no calibration rows)",
+        calibration_mcc=selected.get(SELECT_ON),
+        val_mcc=selected.get("val/mcc"),
+    )
     result["calibration_temperature"] = calibrate(module.cpu(), paths.tokenized, int(train.eval_batch_size))
     save_model(module, paths.pretrained, paths.out)
 
     wandb = wandb_logger(loggers)
     if wandb is not None:  # the best model's confusion matrix and mistakes; the evaluate stage writes its own
-        p_acceptable = predict_acceptable(module.cpu(), datamodule.val_dataloader(), desc="best model on validation")
+        p_acceptable = predict_acceptable(module.cpu(), datamodule.validation_loader(), desc="the model on validation")
         log_wandb_results(wandb, read_split(paths.raw / "validation.csv"), p_acceptable)
     for logger in loggers:
         logger.finalize("success")

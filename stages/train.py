@@ -1,4 +1,5 @@
-"""Stage `train`: fine-tune on data/tokenized/ from models/pretrained/; the best epoch (val/mcc) to models/model/.
+"""Stage `train`: fine-tune on data/tokenized/ from models/pretrained/; to models/model/, the epoch selected on the
+calibration rows held out of train (never on validation).
 
 Params: model.name, model.pooling, model.num_layers, train.*. Curves go to metrics/train/ (DVCLive) and to W&B
 (offline by default).
@@ -34,7 +35,10 @@ def main() -> None:
         pretrained=args.pretrained, tokenized=args.tokenized, raw=args.raw, out=args.out, dvclive=args.live_dir
     )
     result = train(model, config, paths)
-    print(f"best val/mcc {result['best_val_mcc']:.4f} after {result['epochs_run']} epochs")
+    picked = f"epoch {result['selected_epoch']} of {result['epochs_run']}, selected on {result['selected_on']}"
+    logged = [(split, result[f"{split}_mcc"]) for split in ("calibration", "val")]
+    scores = [f"{split} {value:.4f}" for split, value in logged if value is not None]
+    print(f"{picked}: MCC {', '.join(scores) or 'not logged'}")
 
 
 if __name__ == "__main__":

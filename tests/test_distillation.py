@@ -4,6 +4,7 @@ the same way on every path (torch, ONNX fp32 and int8, the API, Lambda)."""
 import json
 import shutil
 import zipfile
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -12,9 +13,17 @@ import torch
 from conftest import sha256
 from test_serving import Server, post
 
-from acceptability.augment import perturbations
+from acceptability.augment import (
+    BOUNDARIES,
+    FUNCTION_WORDS,
+    LEGACY_OPERATIONS,
+    OPERATIONS,
+    by_operation,
+    lemmas,
+    perturbations,
+)
 from acceptability.calibration import ece, fit_temperature, probabilities, reliability
-from acceptability.config import ExportConfig, ModelSource
+from acceptability.config import AUGMENT_OPERATIONS, AugmentConfig, ExportConfig, ModelSource
 from acceptability.errors import UserError
 from acceptability.pretrained import fetch_pretrained
 
@@ -246,3 +255,83 @@ def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(lambda_handler, "_loaded", {})
     aws = [p["probabilities"]["acceptable"] for p in lambda_handler.handler({"sentences": sentences})["predictions"]]
     assert np.allclose(api, served, atol=1e-6) and np.allclose(aws, served, atol=1e-6)
+
+
+def test_the_default_operations_draw_the_sentences_they_drew_before_the_richer_ones():
+    """The committed teacher outputs stay reproducible: the same copies, word for word, as before."""
+    frame = pd.DataFrame({"idx": [0, 1], "sentence": ["The cat sat on the mat.", "I drank some water."]})
+    drawn = perturbations(frame, 3, 7)
+    assert drawn["sentence"].tolist() == [
+        "The cat sat on on the mat.",
+        "The cat sat on the mat. mat.",
+        "The cat sat on mat.",
+        "I I drank some water.",
+        "drank I some water.",
+        "I drank water. some",
+    ]
+    assert drawn["operation"].tolist() == ["duplicate", "duplicate", "drop", "duplicate", "swap", "swap"]
+
+
+SENTENCES = [
+    "The dogs bark at the mailman when he comes.",
+    "I think that she left because it rained.",
+    "Bill put the book on the table, and Mary read it.",
+    "Which book did you say that John wrote?",
+]
+
+
+def bare(sentence: str) -> list[str]:
+    return sorted(word.strip(".,?").lower() for word in sentence.split())
+
+
+@pytest.mark.parametrize("operation", [op for op in OPERATIONS if op not in LEGACY_OPERATIONS])
+def test_each_richer_operation_changes_the_sentence_the_way_its_name_says(operation):
+    frame = pd.DataFrame({"idx": range(len(SENTENCES)), "sentence": SENTENCES})
+    drawn = perturbations(frame, 6, 0, (operation,))
+    assert set(drawn["operation"]) == {operation}  # each of these sentences has what the operation needs
+    for row in drawn.itertuples():
+        source = SENTENCES[row.source_idx]
+        before, after = source.split(), row.sentence.split()
+        assert row.sentence != source
+        if operation == "inflection":  # one word, in another form of its lemma
+            changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+            assert len(changed) == 1 and set(lemmas(changed[0][0])) & set(lemmas(changed[0][1])), changed
+        elif operation in FUNCTION_WORDS:  # one word of the class replaced, dropped or inserted
+            gone, new = (
+                Counter(bare(source)) - Counter(bare(row.sentence)),
+                Counter(bare(row.sentence)) - Counter(bare(source)),
+            )
+            assert set(gone) | set(new) <= set(FUNCTION_WORDS[operation]) and 1 <= len(gone) + len(new) <= 2
+        elif operation == "move":  # the same words, in another order
+            assert bare(source) == bare(row.sentence) and len(after) == len(before)
+        elif operation == "clause":  # the same words around the boundary, or one boundary word fewer
+            gone = Counter(bare(source)) - Counter(bare(row.sentence))
+            assert not Counter(bare(row.sentence)) - Counter(bare(source))
+            assert not gone or (len(gone) == 1 and set(gone) <= set(BOUNDARIES)), gone
+            assert row.sentence[0].isupper() and row.sentence[-1] in ".?"
+        else:  # argument: a noun phrase after a verb dropped or added
+            assert len(after) != len(before)
+
+
+def test_an_operation_that_cannot_apply_falls_back_to_duplicate_and_says_so():
+    frame = pd.DataFrame({"idx": [0], "sentence": ["Birds sing."]})  # no determiner, no boundary
+    drawn = perturbations(frame, 2, 0, ("determiner", "clause"))
+    assert set(drawn["operation"]) <= {"determiner", "duplicate"}
+    clause_only = perturbations(frame, 2, 0, ("clause",))
+    assert clause_only["operation"].tolist() == ["duplicate", "duplicate"]
+
+
+def test_unknown_operations_are_refused_with_the_field_and_the_choices(base_params):
+    for wrong in (["swap", "scramble"], "swap", [], ["swap", "swap"]):
+        with pytest.raises(UserError, match=r"teacher\.augment\.operations must list distinct ones of .*inflection"):
+            AugmentConfig.from_section({**base_params["teacher"]["augment"], "operations": wrong})
+    assert AUGMENT_OPERATIONS == OPERATIONS  # config.py names them without importing the teacher's module
+
+
+def test_the_teacher_record_counts_copies_and_unacceptable_calls_per_operation():
+    operations = pd.Series(["swap", "inflection", "swap", "swap"])
+    logits = np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.5], [0.1, 0.2]], np.float32)  # unacceptable first
+    assert by_operation(operations, logits) == {
+        "inflection": {"copies": 1, "unacceptable_share": 0.0},
+        "swap": {"copies": 3, "unacceptable_share": 0.6667},
+    }

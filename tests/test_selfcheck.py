@@ -115,6 +115,19 @@ def test_rows_split_for_emulation_keep_every_sentence_once_in_order():
         assert [ids.tolist() for piece in pieces for ids, _ in batches(piece, 1)] == whole
 
 
+def test_rows_split_for_emulation_carry_about_equal_work():
+    """Short sentences first, long ones after (as validation's in-domain and out-of-domain halves): equal row counts
+    would give one worker most of the tokens."""
+    from acceptability.isa import ROW_OVERHEAD_TOKENS, chunks
+
+    lengths = [4] * 60 + [40] * 20
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    pieces = chunks({"input_ids": np.arange(offsets[-1]), "offsets": offsets}, 2)
+    work = [int(p["offsets"][-1]) + ROW_OVERHEAD_TOKENS * (len(p["offsets"]) - 1) for p in pieces]
+    assert abs(work[0] - work[1]) <= 40 + ROW_OVERHEAD_TOKENS  # within one row's work
+    assert [len(p["offsets"]) - 1 for p in pieces] == [63, 17]  # equal row counts: [40, 40]
+
+
 def test_export_records_int8_per_instruction_set_and_a_golden_set(exported):
     export = json.loads((exported / "metrics/export.json").read_text())
     card = read_card(exported / "models/onnx")

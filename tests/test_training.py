@@ -32,7 +32,22 @@ def test_same_seed_gives_identical_metrics_and_predictions(prepared, params):
     pd.testing.assert_frame_equal(predictions_a, predictions_b)
     # 32 train rows and 2 teacher-labelled copies of each (the default distils): 96 rows / batch 8, 2 epochs
     assert first["epochs_run"] == 2 and first["global_steps"] == 24
-    assert metrics_a["val"]["mcc"] == pytest.approx(first["best_val_mcc"], abs=1e-6)
+    assert metrics_a["val"]["mcc"] == pytest.approx(first["val_mcc"], abs=1e-6)
+
+
+def test_the_epoch_is_selected_on_the_calibration_rows_never_on_validation(prepared, params):
+    """The kept epoch is the first best on calibration/mcc, whatever validation says; both curves are logged."""
+    params["train"]["num_train_epochs"] = 3
+    params["train"]["early_stopping_patience"] = 3
+    result, metrics, _ = train_and_evaluate(prepared, params, "select")
+    curves = prepared / "select" / "live" / "plots" / "metrics"
+    calibration = pd.read_csv(curves / "calibration" / "mcc.tsv", sep="\t")["mcc"].tolist()
+    validation = pd.read_csv(curves / "val" / "mcc.tsv", sep="\t")["mcc"].tolist()
+    assert len(calibration) == len(validation) == 3
+    best = calibration.index(max(calibration))
+    assert result["selected_on"] == "calibration/mcc" and result["selected_epoch"] == best + 1
+    assert result["calibration_mcc"] == pytest.approx(calibration[best])
+    assert metrics["val"]["mcc"] == pytest.approx(validation[best], abs=1e-6)
 
 
 def test_saved_model_and_evaluation_outputs(prepared, params):
@@ -126,7 +141,7 @@ def test_token_pooling_is_saved_and_exported_within_the_parity_gate(prepared, pa
 
     with safe_open(model_dir / "model.safetensors", "pt") as weights:
         assert not any("pooler" in name for name in weights.keys())  # noqa: SIM118 (safe_open has no __iter__)
-    assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
+    assert metrics["val"]["mcc"] == pytest.approx(result["val_mcc"], abs=1e-6)
     run_stage(
         "export.py",
         "--model",
@@ -181,7 +196,7 @@ def test_kept_layers_and_balanced_smoothed_clipped_loss_carry_through_training_a
         names = list(weights.keys())
     assert any("encoder.layer.0." in name for name in names)
     assert not any("encoder.layer.1." in name for name in names)
-    assert metrics["val"]["mcc"] == pytest.approx(result["best_val_mcc"], abs=1e-6)
+    assert metrics["val"]["mcc"] == pytest.approx(result["val_mcc"], abs=1e-6)
     run_stage(
         "export.py",
         "--model",

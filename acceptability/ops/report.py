@@ -28,6 +28,7 @@ CURVES = {
     "train loss": "metrics/train/plots/metrics/train/loss.tsv",
     "validation loss": "metrics/train/plots/metrics/val/loss.tsv",
     "validation MCC": "metrics/train/plots/metrics/val/mcc.tsv",
+    "calibration MCC (selects the epoch)": "metrics/train/plots/metrics/calibration/mcc.tsv",
 }
 
 
@@ -115,10 +116,9 @@ def render_plots(repo: Path, folder: Path) -> list[tuple[str, Path]]:
             frame = pd.read_csv(path, sep="\t")
             column = frame.columns[-1]
             axis = mcc_axis if "MCC" in name else loss_axis
-            axis.plot(
-                frame["step"], frame[column], marker="o" if "validation" in name else None, markersize=3, label=name
-            )
-        for axis, title in ((loss_axis, "Loss"), (mcc_axis, "Validation MCC")):
+            per_epoch = "MCC" in name or "validation" in name
+            axis.plot(frame["step"], frame[column], marker="o" if per_epoch else None, markersize=3, label=name)
+        for axis, title in ((loss_axis, "Loss"), (mcc_axis, "MCC by epoch")):
             axis.set_title(title)
             axis.set_xlabel("step")
             axis.legend()
