@@ -34,13 +34,17 @@ repro: $(STAMP) ## Run the pipeline with params.yaml (offline: COLA_DIR=../share
 	bash .ci/qemu-user
 	$(BIN)/dvc repro
 
-test: $(STAMP) ## Run every test: the end-to-end `dvc repro` on a tiny model and both images included (about 6 min)
+# Test files share their tiny pipelines in order: spread whole files over the cores (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= auto
+TEST_FLAGS = -n $(TEST_WORKERS) --dist loadfile
+
+test: $(STAMP) ## Run every test: the end-to-end `dvc repro` on a tiny model, the workflows and both images included
 	bash .ci/qemu-user
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_FLAGS)
 
 test-fast: $(STAMP) ## Run the tests except the slow ones (end-to-end pipeline, the images)
 	bash .ci/qemu-user
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(TEST_FLAGS) -m "not slow"
 
 lint: $(STAMP) ## Lint with ruff, and check the format (make format fixes it)
 	$(BIN)/ruff check acceptability stages tests
