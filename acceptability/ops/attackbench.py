@@ -20,6 +20,7 @@ from acceptability.errors import run_cli
 from acceptability.machine import describe as describe_machine
 from acceptability.ops.loadtest import free_port, rss_mb, start_server
 
+SETTLE_S = 10  # how long after a flood its connection is closed before RSS is read again
 PIPELINED = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 464\r\n\r\n" + b"x" * 464  # 512 bytes
 TRAILED = (
     b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -28,7 +29,7 @@ TRAILED = (
 
 def flood(port: int, pid: int, head: bytes, payload: bytes, budget: int, seconds: float) -> dict:
     """Send head, then payload again and again without reading, up to budget bytes or seconds; RSS before, at the
-    peak, and 10 s after the close."""
+    peak, and SETTLE_S after the close."""
     before = rss_mb(pid)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -45,10 +46,10 @@ def flood(port: int, pid: int, head: bytes, payload: bytes, budget: int, seconds
             break
         peak = max(peak, rss_mb(pid))
     sock.close()
-    time.sleep(10)
+    time.sleep(SETTLE_S)
     return {
         "sent_bytes": sent,
-        "seconds": round(time.monotonic() - started - 10, 1),
+        "seconds": round(time.monotonic() - started - SETTLE_S, 1),
         "ended_by": ended if sent < budget else "budget",
         "rss_before_mb": round(before, 1),
         "rss_peak_mb": round(peak, 1),

@@ -4,7 +4,7 @@
 
 Exit codes for CI: 0 PROMOTE, 3 KEEP, 2 error (a missing or malformed input, said in one line). Every file it reads,
 the champion's and the challenger's, must match the md5 that dvc.lock records at that commit (else exit 2).
-The primary metric is validation MCC. A paired bootstrap over both models' metrics/predictions.csv gives the 95% CI
+The primary metric is validation MCC. A paired bootstrap over both models' metrics/predictions.csv gives the `95%` CI
 of the MCC difference; the challenger wins only if the CI's lower bound is above the margin and every guardrail
 holds. The champion is the version GTO shows in the configured stage; its files are read at that commit.
 """
@@ -69,7 +69,7 @@ def read_predictions(repo: Path, rev: str | None) -> pd.DataFrame:
 
 
 def paired_bootstrap(labels, champion_pred, challenger_pred, resamples: int, seed: int) -> dict:
-    """95% CI of MCC(challenger) - MCC(champion), both scored on the same resampled rows."""
+    """The `95%` CI of MCC(challenger) - MCC(champion), both scored on the same resampled rows."""
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, len(labels), size=(resamples, len(labels)))
     deltas = mcc(labels[rows], challenger_pred[rows]) - mcc(labels[rows], champion_pred[rows])

@@ -50,7 +50,7 @@ class BoundedProtocol(HttpToolsProtocol):
     - an Upgrade header (h2c, websocket: the server speaks neither) is ignored, as RFC 9110 allows: the request and its
       body are served as HTTP/1.1 (llhttp would end the message at its head and drop the bytes after it).
 
-    (uvicorn's h11 parser has a size cap built in, but served 7% fewer requests a second here.)"""
+    (uvicorn's h11 parser has a size cap built in, but served fewer requests a second: docs/decisions.md#serving.)"""
 
     settings = ServeSettings()  # replaced by main() with the environment's settings
     FEED_SLICE = 4096  # bytes parsed at a time: a pause takes effect within one slice

@@ -31,7 +31,7 @@ class ServeSettings:
     head_timeout_s: float = 5.0  # a request line and headers must arrive whole within this (server.py)
     keep_alive_s: int = 5  # idle keep-alive connections close after this
     max_connections: int = 200  # open connections; one more is closed at once
-    max_header_bytes: int = 16384  # request line and headers; more is a 400
+    max_header_bytes: int = 16384  # request line and headers; more is a 431
     docs: bool = False  # /docs (Swagger UI loads its JavaScript from a CDN, so it is off by default)
     log_text: bool = False  # put sentences in the prediction log (else their sha256 only)
     prediction_log: str = "-"  # "-" = stdout, else a file, rotated
