@@ -42,9 +42,9 @@ test: $(STAMP) ## Run every test: the end-to-end `dvc repro` on a tiny model, th
 	bash .ci/qemu-user
 	$(BIN)/python -m pytest $(TEST_FLAGS)
 
-test-fast: $(STAMP) ## Run the tests except the slow ones (end-to-end pipeline, the images)
+test-fast: $(STAMP) ## Run the tests except the slow ones and those that need podman, Chromium, promtool, qemu or CUDA (pyproject.toml)
 	bash .ci/qemu-user
-	$(BIN)/python -m pytest $(TEST_FLAGS) -m "not slow"
+	$(BIN)/python -m pytest $(TEST_FLAGS) -m "not (slow or podman or chromium or promtool or qemu or cuda)"
 
 lint: $(STAMP) ## Lint with ruff, and check the format (make format fixes it)
 	$(BIN)/ruff check acceptability stages tests

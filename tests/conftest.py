@@ -218,3 +218,19 @@ def s3(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+# A fixture that brings a tool -> the markers, one of which a test using it must carry (pyproject.toml's markers).
+FIXTURE_MARKERS = {"tools": {"promtool", "chromium"}, "qemu": {"qemu"}}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses a tool's fixture says so with its marker, so `make test-fast` and a reader see it."""
+    unmarked = [
+        f"{item.nodeid} uses `{fixture}` but carries none of {sorted(markers)}"
+        for item in items
+        for fixture, markers in FIXTURE_MARKERS.items()
+        if fixture in getattr(item, "fixturenames", ()) and not markers & {mark.name for mark in item.iter_markers()}
+    ]
+    if unmarked:
+        raise pytest.UsageError("\n".join(unmarked))

@@ -22,7 +22,7 @@ from test_serving_packaging import http_v2, rest_v1
 from acceptability.inference.predictor import Predictor
 from acceptability.ops.loadtest import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.podman]
 WORK = Path(os.environ.get("IMAGES_WORK", "/var/tmp/cola-images"))
 
 

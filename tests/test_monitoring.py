@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import ROOT
 
@@ -54,6 +55,7 @@ def dashboard_exprs() -> list[str]:
     return [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
 
 
+@pytest.mark.promtool
 def test_promtool_checks_the_config_and_the_rules(tools):
     result = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=PROMETHEUS, capture_output=True)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
@@ -61,6 +63,7 @@ def test_promtool_checks_the_config_and_the_rules(tools):
     assert out.returncode == 0 and f"SUCCESS: {sum(len(g['rules']) for g in RULES)} rules found" in out.stdout
 
 
+@pytest.mark.promtool
 def test_promtool_rule_tests_pass(tools):
     out = subprocess.run(
         ["promtool", "test", "rules", "rules_test.yml"], cwd=PROMETHEUS, capture_output=True, text=True

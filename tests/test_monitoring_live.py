@@ -22,7 +22,7 @@ from test_serving import Server
 
 from acceptability.ops.loadtest import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.promtool]
 MARKER = "Zyxwvut the marker sentence never appears in metrics."
 ERROR_ALERTS = {"CoLAApiDown", "CoLANotReady", "CoLAServerErrors", "CoLAOverloaded", "CoLAClientErrors"}
 GOOD = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy.", MARKER]

@@ -158,6 +158,7 @@ def test_the_default_recipe_reproduces_its_golden_set_on_this_cpu(exported):
     assert golden_diff(fp32, card["golden"]) < 1e-4
 
 
+@pytest.mark.qemu
 def test_signed_weights_answer_differently_on_avx2_and_unsigned_ones_do_not(exported, signed_export):
     """The kernels themselves, under qemu: u8*s8 pairs saturate in 16 bits on AVX2 and not on the exact CPU."""
     from acceptability.encode import load_encoded
@@ -172,6 +173,7 @@ def test_signed_weights_answer_differently_on_avx2_and_unsigned_ones_do_not(expo
 
 
 @pytest.mark.slow
+@pytest.mark.qemu
 def test_api_under_avx2_falls_back_to_fp32_and_says_why(qemu, signed_export):
     ready, metrics, predicted, stderr = served_under(qemu, "Haswell", signed_export)
     assert ready["served"]["variant"] == "fp32" and ready["served"]["reason"] == "self_check_failed"
@@ -183,6 +185,7 @@ def test_api_under_avx2_falls_back_to_fp32_and_says_why(qemu, signed_export):
 
 
 @pytest.mark.slow
+@pytest.mark.qemu
 def test_api_on_a_cpu_with_exact_integer_sums_serves_int8(qemu, signed_export):
     ready, metrics, _, _ = served_under(qemu, "Nehalem", signed_export)
     assert ready["served"]["variant"] == "int8" and ready["served"]["reason"] == "self_check_passed"
@@ -190,6 +193,7 @@ def test_api_on_a_cpu_with_exact_integer_sums_serves_int8(qemu, signed_export):
 
 
 @pytest.mark.slow
+@pytest.mark.qemu
 def test_lambda_handler_under_avx2_falls_back_to_fp32_and_logs_why(qemu, signed_export):
     code = (
         "import json; from acceptability.serving.lambda_handler import handler; "

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from test_serving import Server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.chromium]
 SENTENCES = ["The cat sat on the mat.", "I drank some of water.", "John seems to be happy."]
 
 
