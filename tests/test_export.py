@@ -12,9 +12,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from acceptability.encode import load_encoded
 from acceptability.inference.hashing import sha256_file
 from acceptability.inference.predictor import ModelFilesError, Predictor, same_length_groups
+from acceptability.isa import onnx_logits, session_of
 
+ONNX_FILES = ("model.onnx", "model.int8.onnx")  # fp32, int8
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
 
 
@@ -51,7 +54,10 @@ def test_model_card_records_labels_hashes_metrics_and_gates(exported):
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
     assert set(card["metrics"]) == {"fp32", "int8"}
     assert card["gates"]["int8_servable"] == (card["gates"]["int8_mcc_drop"] <= 0.01)
-    assert 0 <= card["gates"]["int8_agreement"] <= 1
+    # agreement is the share of validation labels int8 gives as fp32 does, each sentence alone (its own call)
+    arrays = load_encoded(exported / "data/tokenized/validation.npz")
+    labels = [onnx_logits(session_of(exported / "models/onnx" / name), arrays, 1).argmax(1) for name in ONNX_FILES]
+    assert card["gates"]["int8_by_isa"]["native"]["agreement"] == (labels[0] == labels[1]).mean()
     export = yaml.safe_load((exported / "params.yaml").read_text())["export"]
     assert card["int8"] == {
         "fused_before_quantizing": export["fuse"],

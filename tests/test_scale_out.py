@@ -1,6 +1,7 @@
 """Lightning DDP on 2 CPU processes (gloo), and resuming a run killed by SIGINT or SIGTERM, on the tiny model."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -38,7 +39,8 @@ def test_ddp_on_two_cpu_processes(in_tmp, params, tiny_teacher):
     metrics = live_metrics(in_tmp)
     # 32 train rows and 64 perturbed copies in batches of 8 make 12 batches: 6 per rank and epoch, 12 steps in 2.
     assert metrics["epoch"] == 1 and metrics["step"] == 11
-    assert -1 <= metrics["val"]["mcc"] <= 1 and metrics["val"]["loss"] > 0 and metrics["train"]["loss"] > 0
+    logged = (metrics["val"]["mcc"], metrics["val"]["loss"], metrics["train"]["loss"])
+    assert all(math.isfinite(value) for value in logged)  # no rank logged a NaN
     assert (in_tmp / "models/model/model.safetensors").is_file()
     assert not (in_tmp / "models/checkpoints").exists()  # a finished run leaves nothing to resume
 

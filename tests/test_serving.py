@@ -328,12 +328,12 @@ def test_load_test_reports_every_figure_without_errors(exported, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     for phase, batch in (("single", 1), ("batched", 4)):
-        assert report[phase]["errors"] == 0 and report[phase]["requests"] > 0 and report[phase]["batch"] == batch
-        assert report[phase]["p50_ms"] > 0 and report[phase]["rps"] > 0
+        row = report[phase]
+        assert row["errors"] == 0 and row["batch"] == batch and row["requests"] >= 2  # every client was answered
+        assert row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]  # the percentiles in their order, not swapped
+        assert row["sentences_per_s"] == pytest.approx(row["rps"] * batch, rel=0.01)
     assert report["concurrency"] == 2 and report["duration_s"] == 1 and report["warmup_s"] == 0.5
-    assert report["startup_to_ready_s"] > 0 and report["rss_mb_at_ready"] > 0
-    assert {"rss_growth_pct", "rss_growth_from_ready_pct"} <= set(report)
-    assert report["engine"]["sps_b1"] > 0 and report["engine"]["sentences"] > 0
-    assert report["efficiency"] > 0 and report["p99_over_p50"] > 0
+    assert {"rss_growth_pct", "rss_growth_from_ready_pct", "startup_to_ready_s", "rss_mb_at_ready"} <= set(report)
+    assert report["engine"]["sentences"] >= 1  # the bare engine was timed beside the server
     assert report["pinning"]["separate"] == (len(os.sched_getaffinity(0)) >= 2)
     assert report["engine"]["cores"] == report["pinning"]["server_cores"]

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
+from sklearn.metrics import matthews_corrcoef
 from stage_runner import run_stage
 
 from acceptability.config import ModelShape, TrainConfig
@@ -74,11 +75,14 @@ def test_saved_model_and_evaluation_outputs(prepared, params):
     assert set(metrics["val"]) == {"mcc", "accuracy", "f1_macro", "precision_macro", "recall_macro", "n"}
     assert metrics["val"]["n"] == 32 and metrics["val_in_domain"]["n"] == 16
     assert metrics["val_out_of_domain"]["n"] == 16
-    assert -1 <= metrics["val"]["mcc"] <= 1 and 0 <= metrics["val"]["accuracy"] <= 1
 
     assert list(predictions.columns) == ["idx", "label", "prediction", "p_acceptable"]
     assert predictions["idx"].tolist() == list(range(32))
     assert ((predictions["p_acceptable"] >= 0.5).astype(int) == predictions["prediction"]).all()
+    # the reported scores are those of the written predictions (scikit-learn's MCC, not the project's)
+    labels, predicted = predictions["label"], predictions["prediction"]
+    assert metrics["val"]["mcc"] == pytest.approx(matthews_corrcoef(labels, predicted), abs=1e-9)
+    assert metrics["val"]["accuracy"] == pytest.approx((labels == predicted).mean(), abs=1e-9)
     accuracy = (predictions["label"] == predictions["prediction"]).mean()
     assert metrics["val"]["accuracy"] == pytest.approx(accuracy)
     wrong = pd.read_csv(prepared / "run" / "metrics" / "misclassified.csv")
@@ -126,8 +130,8 @@ def test_train_benchmark_writes_the_documented_report(prepared):
     report = json.loads(out.read_text())
     assert {"pipeline_sps", "plain_loop_sps", "ratio", "steps", "batch_size"} <= set(report)
     assert report["steps"] == 3 and report["batch_size"] == 8
-    assert report["pipeline_sps"] > 0 and report["plain_loop_sps"] > 0
-    assert report["ratio"] > 0  # a rounded pipeline/plain ratio; tests never assert speed
+    # tests never assert speed: what was timed is the variants asked for (the default two), each under its name
+    assert report["variants_sps"] == {"pipeline": report["pipeline_sps"], "plain_loop": report["plain_loop_sps"]}
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max"])
