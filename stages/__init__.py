@@ -3,7 +3,7 @@
 import importlib.util
 import sys
 
-from acceptability.console import no_bars_off_terminal
+from acceptability.core.console import no_bars_off_terminal
 
 no_bars_off_terminal()  # before any stage imports tqdm or the Hugging Face libraries
 

@@ -8,12 +8,12 @@ of its batch-1 predictions. Params: benchmark.*. Writes metrics/benchmark.json a
 import argparse
 from pathlib import Path
 
-from acceptability.atomic import write_json
-from acceptability.cola import read_split
-from acceptability.config import BenchmarkConfig
-from acceptability.errors import run_cli
+from acceptability.core.atomic import write_json
+from acceptability.core.config import BenchmarkConfig
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params, section
+from acceptability.data.cola import read_split
 from acceptability.ops.benchmark_report import benchmark_report, summary, write_plot
-from acceptability.params import load_params, section
 
 
 def main() -> None:

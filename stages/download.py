@@ -9,12 +9,12 @@ Side files record which source was used: data/source.json and models/pretrained.
 import argparse
 from pathlib import Path
 
-from acceptability.atomic import atomic_path, write_json
-from acceptability.cola import hold_out, load_cola, write_split
-from acceptability.config import DataSource, ModelSource
-from acceptability.errors import run_cli
-from acceptability.params import load_params, section
-from acceptability.pretrained import fetch_pretrained
+from acceptability.core.atomic import atomic_path, write_json
+from acceptability.core.config import DataSource, ModelSource
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params, section
+from acceptability.data.cola import hold_out, load_cola, write_split
+from acceptability.data.pretrained import fetch_pretrained
 
 
 def main() -> None:

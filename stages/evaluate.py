@@ -7,9 +7,9 @@ Params: evaluate (batch_size).
 import argparse
 from pathlib import Path
 
-from acceptability.config import EvaluateConfig
-from acceptability.errors import run_cli
-from acceptability.params import load_params, section
+from acceptability.core.config import EvaluateConfig
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params, section
 
 
 def main() -> None:
@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = EvaluateConfig.from_section(section(load_params(args.params), "evaluate"))
 
-    from acceptability.evaluation import evaluate
+    from acceptability.model.evaluation import evaluate
 
     result = evaluate(args.model, args.tokenized, args.raw, args.metrics, cfg.batch_size)
     print(

@@ -9,10 +9,10 @@ that servers check themselves with. Writes metrics/export.json, with each varian
 import argparse
 from pathlib import Path
 
-from acceptability.atomic import write_json
-from acceptability.config import ExportConfig, max_seq_length
-from acceptability.errors import run_cli
-from acceptability.params import load_params, section
+from acceptability.core.atomic import write_json
+from acceptability.core.config import ExportConfig, max_seq_length
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params, section
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     cfg, max_len = ExportConfig.from_section(section(params, "export")), max_seq_length(params)
     model_name = section(params, "model")["name"]
 
-    from acceptability.export import export_onnx, validation_inputs
+    from acceptability.export.build import export_onnx, validation_inputs
 
     arrays, sentences = validation_inputs(args.tokenized, args.raw)
     result = export_onnx(args.model, arrays, sentences, args.out, cfg, max_len, model_name)

@@ -1,14 +1,14 @@
 """Stage `teacher` (frozen): fine-tune teacher.model on data/raw/train.csv; its logits to data/teacher/.
 
 Params: teacher.*, data.max_seq_length. `dvc repro` skips it (frozen: true in dvc.yaml); docs/experiments.md says how
-to re-run it. About 25 min on 2 CPU cores; minutes on a GPU.
+to re-run it, and what it costs on 2 CPU cores; a GPU takes minutes.
 """
 
 import argparse
 from pathlib import Path
 
-from acceptability.errors import run_cli
-from acceptability.params import load_params
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params
 
 
 def main() -> None:
@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
 
-    from acceptability.teacher import run_teacher, teacher_sections
+    from acceptability.model.teacher import run_teacher, teacher_sections
 
     teacher_sections(params)  # checked before torch is imported
     run_teacher(params, args.raw, args.out, args.live_dir)

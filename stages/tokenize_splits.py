@@ -8,28 +8,30 @@ from pathlib import Path
 import pandas as pd
 
 from acceptability import LOGIT_COLUMNS
-from acceptability.atomic import atomic_path
-from acceptability.cola import read_split
-from acceptability.config import max_seq_length
-from acceptability.encode import load_tokenizer, tokenize_frames
-from acceptability.errors import run_cli
-from acceptability.params import load_params
+from acceptability.core.atomic import atomic_path
+from acceptability.core.config import max_seq_length
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params
+from acceptability.data.cola import read_split
+from acceptability.data.encode import load_tokenizer, tokenize_frames
 
 SPLITS = ("train", "calibration", "validation")
 
 
-def teacher_logits(teacher: Path, frames: dict) -> dict:
-    """The teacher's logits for the train rows (matched by idx) and its labelled perturbed sentences."""
+def teacher_logits(teacher: Path, train: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
+    """The teacher's logits for the train rows (matched by idx; NaN where it has none) and for its perturbed
+    sentences, and those sentences (label -1). Only distillation needs the logits: train checks them and names
+    the file when rows lack them."""
     logits = pd.read_csv(teacher / "train.csv").set_index("idx")
-    missing = set(frames["train"]["idx"]) - set(logits.index)
-    if missing:  # NaN: training without distillation needs none; with it, train fails and names the cause
-        print(f"note: {teacher}/train.csv has no logits for {len(missing)} train rows (another split)")
+    missing = set(train["idx"]) - set(logits.index)
+    if missing:
+        print(f"note: {teacher}/train.csv has no logits for {len(missing)} train rows; distillation will refuse them")
     augmented = pd.read_csv(teacher / "augmented.csv", keep_default_na=False, dtype={"sentence": str})
-    frames["augmented"] = augmented.assign(label=-1)
-    return {
-        "train": logits.reindex(frames["train"]["idx"])[list(LOGIT_COLUMNS)].to_numpy(),
+    logits = {
+        "train": logits.reindex(train["idx"])[list(LOGIT_COLUMNS)].to_numpy(),
         "augmented": augmented[list(LOGIT_COLUMNS)].to_numpy(),
     }
+    return logits, augmented.assign(label=-1)
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
     tokenizer = load_tokenizer(args.model, max_len)
 
     frames = {split: read_split(args.raw / f"{split}.csv") for split in SPLITS}
-    logits = teacher_logits(args.teacher, frames)
+    logits, frames["augmented"] = teacher_logits(args.teacher, frames["train"])
     with atomic_path(args.out) as folder:
         folder.mkdir()
         meta = tokenize_frames(tokenizer, frames, folder, max_len, logits)

@@ -8,9 +8,9 @@ Params: model.name, model.pooling, model.num_layers, train.*. Curves go to metri
 import argparse
 from pathlib import Path
 
-from acceptability.config import ModelShape, TrainConfig
-from acceptability.errors import run_cli
-from acceptability.params import load_params, section
+from acceptability.core.config import ModelShape, TrainConfig
+from acceptability.core.errors import run_cli
+from acceptability.core.params import load_params, section
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
         TrainConfig.from_section(section(params, "train")),
     )
 
-    from acceptability.training import TrainPaths, train
+    from acceptability.model.training import TrainPaths, train
 
     paths = TrainPaths(
         pretrained=args.pretrained, tokenized=args.tokenized, raw=args.raw, out=args.out, dvclive=args.live_dir

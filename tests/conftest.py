@@ -98,7 +98,7 @@ def tiny_params(base: dict, model_dir: Path) -> dict:
     params["data"]["calibration_rows"] = 16  # 32 train rows: 4 batches of 8, even across 2 DDP ranks
     params["model"].update(
         source="dir", dir=str(model_dir), sha256=sha256(model_dir / "model.safetensors"), num_layers=None
-    )  # the tiny model has 2 layers: keep both
+    )  # keep every layer of the tiny model
     params["teacher"]["model"] = dict(params["model"], name="bert_tiny", package_parts=None)
     params["teacher"]["train"].update(
         num_train_epochs=1, batch_size=8, eval_batch_size=16, learning_rate=1e-3, accelerator="cpu", log_every_n_steps=1

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY_COLA, TINY_ROWS
 
-from acceptability.cola import COLUMNS, load_cola, load_dir, load_hub, read_split, read_tsv, write_split
-from acceptability.config import DataSource
-from acceptability.errors import UserError
+from acceptability.core.config import DataSource
+from acceptability.core.errors import UserError
+from acceptability.data.cola import COLUMNS, load_cola, load_dir, load_hub, read_split, read_tsv, write_split
 
 SHARED = ROOT.parent / "shared" / "data" / "cola_public"
 
@@ -117,7 +117,7 @@ def test_hub_unreachable_says_how_to_run_offline(monkeypatch):
 
 
 def test_auto_prefers_cola_dir_then_external_folder_then_hub(monkeypatch, tmp_path):
-    from acceptability.cola import resolve_source
+    from acceptability.data.cola import resolve_source
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("COLA_DIR", raising=False)
@@ -136,3 +136,16 @@ def test_record_names_the_folder_not_its_path(tmp_path):
     records = [load_dir(copy_tiny(tmp_path / where), TINY_ROWS, None).record for where in ("a", "b/c")]
     assert records[0] == records[1]
     assert records[0]["location"] == "cola"
+
+
+def test_only_a_network_failure_counts_as_the_hub_unreachable():
+    import httpx
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from acceptability.data.cola import unreachable
+
+    assert unreachable(ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub"))
+    assert unreachable(httpx.ConnectError("Name or service not known"))
+    assert unreachable(LocalEntryNotFoundError("offline, and not in the cache"))
+    assert not unreachable(EntryNotFoundError("no such file at this revision"))
+    assert not unreachable(ValueError("a bug of ours"))

@@ -13,7 +13,10 @@ import torch
 from conftest import sha256
 from test_serving import Server, post
 
-from acceptability.augment import (
+from acceptability.core.calibration import ece, fit_temperature, probabilities, reliability
+from acceptability.core.config import AUGMENT_OPERATIONS, AugmentConfig, ExportConfig, ModelSource
+from acceptability.core.errors import UserError
+from acceptability.data.augment import (
     BOUNDARIES,
     FUNCTION_WORDS,
     LEGACY_OPERATIONS,
@@ -22,10 +25,7 @@ from acceptability.augment import (
     lemmas,
     perturbations,
 )
-from acceptability.calibration import ece, fit_temperature, probabilities, reliability
-from acceptability.config import AUGMENT_OPERATIONS, AugmentConfig, ExportConfig, ModelSource
-from acceptability.errors import UserError
-from acceptability.pretrained import fetch_pretrained
+from acceptability.data.pretrained import fetch_pretrained
 
 PARTS = [f"tiny-model-part-{i:03d}" for i in (1, 2, 3)]
 
@@ -105,7 +105,7 @@ def test_perturbed_sentences_are_seeded_and_each_differs_from_its_source():
 
 
 def test_each_epoch_takes_the_next_perturbed_copies_and_every_gold_row():
-    from acceptability.datamodule import LengthGroupedBatches, RotatingCopies
+    from acceptability.model.datamodule import LengthGroupedBatches, RotatingCopies
 
     gold, copies = 5, 4
     copy = np.concatenate([np.full(gold, -1), np.tile(np.arange(copies), 6)])  # 6 sentences, 4 copies each
@@ -123,9 +123,29 @@ def test_each_epoch_takes_the_next_perturbed_copies_and_every_gold_row():
         assert len(batches) == 5 and sorted(seen) == rows(epoch).tolist()
 
 
+def test_a_missing_part_is_named_and_never_falls_back_to_the_hub(parts_site, tiny_model_dir, tmp_path):
+    shutil.rmtree(next(parts_site.glob("tiny_model_part_002*.dist-info")))
+    with pytest.raises(UserError, match=f"model.package_parts: {PARTS[1]} not installed, while the other parts are"):
+        fetch_pretrained(ModelSource.from_section(parts_cfg(tiny_model_dir)), tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_rows_without_teacher_logits_fail_distillation_naming_the_teachers_file(tiny_model_dir, tmp_path):
+    from acceptability.data.encode import load_tokenizer, tokenize_frames
+    from acceptability.model.datamodule import ColaDataModule
+
+    train = pd.DataFrame({"idx": [0, 1], "sentence": ["The cat sat.", "Go home."], "label": [1, 1]})
+    logits = {"train": np.array([[0.0, 1.0], [np.nan, np.nan]], np.float32)}  # row 1 was not the teacher's
+    frames = {"train": train, "validation": train}
+    meta = tokenize_frames(load_tokenizer(tiny_model_dir, 32), frames, tmp_path, 32, logits)
+    with pytest.raises(UserError, match=r"^data/teacher/train.csv has no logits for 1 train rows of .*train.npz"):
+        ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=True).setup()
+    ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=False).setup()  # plain cross-entropy needs none
+
+
 def test_asking_for_more_copies_per_epoch_than_the_teacher_labelled_names_both_numbers(tiny_model_dir, tmp_path):
-    from acceptability.datamodule import ColaDataModule
-    from acceptability.encode import load_tokenizer, tokenize_frames
+    from acceptability.data.encode import load_tokenizer, tokenize_frames
+    from acceptability.model.datamodule import ColaDataModule
 
     train = pd.DataFrame({"idx": [0, 1], "sentence": ["The cat sat.", "Go home."], "label": [1, 1]})
     augmented = perturbations(train, 2, 0).assign(idx=range(4), label=-1)
@@ -143,11 +163,11 @@ def test_asking_for_more_copies_per_epoch_than_the_teacher_labelled_names_both_n
 
 
 def test_shortest_first_logits_are_the_file_order_logits(tiny_model_dir, tmp_path):
-    from acceptability.datamodule import split_loader
-    from acceptability.encode import load_tokenizer, tokenize_frames
-    from acceptability.module import load_classifier
-    from acceptability.predict import predict_logits
-    from acceptability.teacher import shortest_first_logits
+    from acceptability.data.encode import load_tokenizer, tokenize_frames
+    from acceptability.model.datamodule import split_loader
+    from acceptability.model.module import load_classifier
+    from acceptability.model.predict import predict_logits
+    from acceptability.model.teacher import shortest_first_logits
 
     sentences = ["A much longer sentence than the others, with many more words in it.", "Go.", "The cat sat.", "Hi"]
     frame = pd.DataFrame({"idx": range(4), "sentence": sentences, "label": [1, 1, 1, 0]})
@@ -159,7 +179,7 @@ def test_shortest_first_logits_are_the_file_order_logits(tiny_model_dir, tmp_pat
 
 
 def module(distill_weight: float, temperature: float, tiny_model_dir):
-    from acceptability.module import AcceptabilityClassifier
+    from acceptability.model.module import AcceptabilityClassifier
 
     return AcceptabilityClassifier(
         str(tiny_model_dir), 1e-3, 0.0, 0.0, distill_weight=distill_weight, distill_temperature=temperature
@@ -204,11 +224,11 @@ def test_temperature_scaling_corrects_a_known_miscalibration_and_keeps_every_dec
 def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     """A temperature in the model's config: torch, ONNX fp32 and int8, the HTTP API and Lambda all give
     softmax(raw logits / T), and the card records T."""
-    from acceptability.export import export_onnx, validation_inputs
+    from acceptability.core.params import load_params
+    from acceptability.export.build import export_onnx, validation_inputs
     from acceptability.inference.card import read_card
     from acceptability.inference.predictor import Predictor
-    from acceptability.module import load_classifier
-    from acceptability.params import load_params
+    from acceptability.model.module import load_classifier
     from acceptability.serving import lambda_handler
 
     model_dir = tmp_path / "model"

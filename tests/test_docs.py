@@ -5,6 +5,7 @@ import io
 import re
 import subprocess
 import tarfile
+import tokenize
 
 import yaml
 from conftest import ROOT
@@ -44,12 +45,17 @@ def layout() -> str:
     return README.split("## Layout", 1)[1].split("```")[1]
 
 
-def test_layout_names_every_package_module_and_nothing_that_is_not_there():
-    listed = set(re.findall(r"[├└]── (\w+\.py)", layout()))
-    modules = {path.name for path in (ROOT / "acceptability").glob("*.py") if path.name != "__init__.py"}
-    assert listed == modules
-    subpackages = {path.parent.name for path in (ROOT / "acceptability").glob("*/__init__.py")}
-    assert set(re.findall(r"│   [├└]── (\w+)/", layout())) == subpackages
+def test_layout_names_every_subpackage_and_the_modules_of_each_phase():
+    """Every module sits in a subpackage; the README names each subpackage, and lists the modules of those it
+    describes with "module, module; what they do"."""
+    package = ROOT / "acceptability"
+    assert {path.name for path in package.glob("*.py")} == {"__init__.py"}
+    described = dict(re.findall(r"│   [├└]── (\w+)/\s+(.*)", layout()))
+    assert set(described) == {path.parent.name for path in package.glob("*/__init__.py")}
+    for name, text in described.items():
+        if ";" in text:
+            listed = {word.strip() for word in text.split(";")[0].split(",")}
+            assert listed == {path.stem for path in (package / name).glob("*.py")} - {"__init__"}, name
 
 
 def test_layout_top_level_entries_exist():
@@ -82,7 +88,7 @@ UNIT = r"(?:µs|ms|s|min|minutes|seconds|h|hours|[KMG]i?B|%|x|M|req/s|sentences/
 FIGURE = re.compile(rf"(?<![\w.\-/#])(\d[\d,]*\.\d+|\d[\d,]*(?=\s?{UNIT}(?!\w)))(?![\w]*\.\d)")
 NOT_MEASURED_BEFORE = re.compile(
     r"(?:≤|≥|<|>|±|\bat most|\bup to|\bunder|\bwithin|\bbelow|\babove|\bover|\bthan|\bfor|\bevery|\bper|\bafter|"
-    r"Python|glibc|torch|CUDA|ONNX Runtime|ECS|QEMU|Debian|version|`\w[\w.]*` \()\s*$",
+    r"Python|glibc|torch|Lightning|CUDA|ONNX Runtime|ECS|QEMU|Debian|version|`\w[\w.]*` \()\s*$",
     re.I,
 )
 GENERATED = re.compile(r"<!-- generated: (\w+) -->.*?<!-- end generated -->", re.S)
@@ -207,3 +213,30 @@ def test_a_sample_answer_in_a_code_block_counts_and_a_label_covers_up_to_the_nex
     )
     loose = [(number, figures(prose)) for number, prose, label in page_lines(page) if not label and figures(prose)]
     assert loose == [(4, ["0.41"]), (5, ["0.99935"]), (14, ["0.73"])]
+
+
+def comments(path) -> list[tuple[int, str]]:
+    """(line, text) of a Python file's comments and docstrings, or of a Makefile's or YAML file's comments."""
+    if path.suffix != ".py":
+        lines = path.read_text().splitlines()
+        return [(n, m.group(1)) for n, line in enumerate(lines, 1) if (m := re.search(r"(?:^|\s)#\s?(.*)", line))]
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if token.type == tokenize.COMMENT:
+            found.append((token.start[0], token.string))
+        elif token.type == tokenize.STRING and token.string.startswith('"""'):
+            found += [(token.start[0] + i, line) for i, line in enumerate(token.string.splitlines())]
+    return found
+
+
+def test_code_comments_and_docstrings_carry_no_measurements():
+    """A measured figure in a comment goes stale with the next run: link the doc that holds it instead."""
+    sources = [*sorted((ROOT / "acceptability").rglob("*.py")), *sorted((ROOT / "stages").glob("*.py"))]
+    sources += [ROOT / "Makefile", ROOT / "dvc.yaml", ROOT / "tests/conftest.py"]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {numbers}"
+        for path in sources
+        for number, text in comments(path)
+        if (numbers := figures(re.sub(r"`[^`]*`|\"[^\"]*\"", "``", text)))
+    ]
+    assert not found, "measurements in comments:\n" + "\n".join(found)

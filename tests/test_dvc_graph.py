@@ -12,12 +12,12 @@ import yaml
 from conftest import ROOT, tiny_params
 from import_closure import closure
 
-import acceptability.params
+import acceptability.core.params
 
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 SCRIPTS = {name: re.search(r"stages/run (\w+)", stage["cmd"]).group(1) for name, stage in STAGES.items()}
 ARGS = {"evaluate": ("--metrics", "metrics")}  # every other stage's defaults are its dvc.yaml paths
-LOAD_PARAMS = acceptability.params.load_params
+LOAD_PARAMS = acceptability.core.params.load_params
 
 
 def listed_modules(stage: dict) -> set[str]:
@@ -36,7 +36,7 @@ def test_closure_follows_lazy_imports_and_python_m():
     """The benchmark stage imports nothing from acceptability.ops.benchmark: it launches it with `python -m`; export
     imports its package modules inside main()."""
     assert "acceptability/ops/benchmark.py" in {str(p) for p in closure(ROOT, "stages.benchmark")}
-    assert "acceptability/parity.py" in {str(p) for p in closure(ROOT, "stages.export")}
+    assert "acceptability/export/parity.py" in {str(p) for p in closure(ROOT, "stages.export")}
     assert "acceptability/serving/app.py" not in {str(p) for p in closure(ROOT, "stages.export")}
 
 
@@ -98,7 +98,9 @@ def run_recorded(folder, params: dict, stages: dict, recorded: dict, patch: pyte
         for name, script in stages.items():
             reads = recorded.setdefault(name, set())
             patch.setattr(
-                acceptability.params, "load_params", lambda path, reads=reads: Recorder(LOAD_PARAMS(path), "", reads)
+                acceptability.core.params,
+                "load_params",
+                lambda path, reads=reads: Recorder(LOAD_PARAMS(path), "", reads),
             )
             run_stage(f"{script}.py", *ARGS.get(name, ()))
     finally:

@@ -10,8 +10,8 @@ import yaml
 from conftest import ROOT, tokenize_with_teacher
 from stage_runner import run_stage
 
-from acceptability.cola import read_split
-from acceptability.encode import load_encoded, load_tokenizer
+from acceptability.data.cola import read_split
+from acceptability.data.encode import load_encoded, load_tokenizer
 
 
 def test_tokenized_rows_match_the_tokenizer(in_tmp, params, tiny_teacher):

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from acceptability.encode import load_encoded
+from acceptability.data.encode import load_encoded
+from acceptability.export.isa import onnx_logits, session_of
 from acceptability.inference.hashing import sha256_file
 from acceptability.inference.predictor import ModelFilesError, Predictor, same_length_groups
-from acceptability.isa import onnx_logits, session_of
 
 ONNX_FILES = ("model.onnx", "model.int8.onnx")  # fp32, int8
 SENTENCES = ["The cat sat on the mat.", "Cat the mat on sat the.", "John seems to be happy."]
@@ -211,8 +211,8 @@ def test_fp32_node_patterns_that_name_no_node_are_an_error(exported, tmp_path, m
 
 
 def test_missing_model_folder_is_named_instead_of_asking_the_hub(tmp_path):
-    from acceptability.errors import UserError
-    from acceptability.module import load_classifier
+    from acceptability.core.errors import UserError
+    from acceptability.model.module import load_classifier
 
     with pytest.raises(UserError, match=r"nowhere/model.safetensors is missing: run `dvc repro`"):
         load_classifier(tmp_path / "nowhere")

@@ -13,7 +13,7 @@ from conftest import ROOT
 def test_cores_follow_the_cpu_affinity():
     code = (
         "import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-        "from acceptability.machine import describe; print(json.dumps(describe()))"
+        "from acceptability.core.machine import describe; print(json.dumps(describe()))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],

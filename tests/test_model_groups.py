@@ -11,7 +11,7 @@ import yaml
 from conftest import TINY_COLA, TINY_ROWS, compose, packaged_model, sha256, tokenize_with_teacher
 from stage_runner import run_stage
 
-from acceptability.params import known_models
+from acceptability.core.params import known_models
 
 # The config.json shapes published on the hub for each group's model_name_or_path.
 STAND_INS = {

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import ROOT, compose
 
-from acceptability.config import (
+from acceptability.core.config import (
     AugmentConfig,
     BenchmarkConfig,
     DataSource,
@@ -20,8 +20,8 @@ from acceptability.config import (
     PromoteConfig,
     TrainConfig,
 )
-from acceptability.errors import UserError
-from acceptability.params import check_model, check_train, known_models
+from acceptability.core.errors import UserError
+from acceptability.core.params import check_model, check_train, known_models
 
 
 def test_params_yaml_is_the_composition_of_conf(tmp_path, base_params):
@@ -146,9 +146,9 @@ def test_every_key_of_params_yaml_is_a_typed_config_field(base_params):
     ],
 )
 def test_typed_configs_name_the_bad_key(base_params, name, config, change, message):
-    import acceptability.config
+    import acceptability.core.config
 
-    build = getattr(acceptability.config, config).from_section
+    build = getattr(acceptability.core.config, config).from_section
     with pytest.raises(UserError, match=re.escape(message)):
         build({**base_params[name], **change})
     missing = dict(base_params[name])
@@ -156,3 +156,11 @@ def test_typed_configs_name_the_bad_key(base_params, name, config, change, messa
     missing.pop(first)
     with pytest.raises(UserError, match=f"params.yaml: {name} lacks {first}"):
         build(missing)
+
+
+def test_a_count_written_as_a_float_is_refused_not_converted(base_params):
+    from acceptability.core.config import TrainConfig
+
+    for key in ("batch_size", "seed", "log_every_n_steps"):
+        with pytest.raises(UserError, match=rf"train.{key} must be (a positive integer|an integer >= 0), found 32.0"):
+            TrainConfig.from_section({**base_params["train"], key: 32.0})

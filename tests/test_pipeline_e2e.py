@@ -15,7 +15,7 @@ import yaml
 from conftest import ROOT, TINY_COLA, TINY_ROWS, run_tool, sha256
 from s3_server import BUCKET
 
-from acceptability.machine import usable_cores
+from acceptability.core.machine import usable_cores
 
 pytestmark = pytest.mark.slow
 STAGES = ("download", "teacher", "tokenize", "train", "evaluate", "export", "benchmark")

@@ -5,9 +5,9 @@ import shutil
 import pytest
 from conftest import packaged_model, sha256
 
-from acceptability.config import ModelSource
-from acceptability.errors import UserError
-from acceptability.pretrained import fetch_pretrained
+from acceptability.core.config import ModelSource
+from acceptability.core.errors import UserError
+from acceptability.data.pretrained import fetch_pretrained
 
 PINNED = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 

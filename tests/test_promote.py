@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import ROOT, run_tool
 
+from acceptability.core.scores import mcc
 from acceptability.ops.promote import paired_bootstrap
-from acceptability.scores import mcc
 
 ARTIFACT = "cola-classifier"
 N = 1000

@@ -74,7 +74,7 @@ def test_interrupted_run_resumes_from_its_last_epoch(in_tmp, params, stop, tiny_
 
 
 def test_first_ctrl_c_is_recorded_and_stops_at_the_next_batch_a_second_interrupts_at_once():
-    from acceptability.interrupt import StopOnSigint
+    from acceptability.model.interrupt import StopOnSigint
 
     stopper, before = StopOnSigint(), signal.getsignal(signal.SIGINT)
     with stopper.installed():

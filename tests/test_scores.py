@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_matthews_corrcoef
 
-from acceptability.scores import confusion, decide, mcc, scores
+from acceptability.core.scores import confusion, mcc, predicted_labels, scores
 
 
 def test_known_values():
@@ -51,4 +51,4 @@ def test_a_stack_of_predictions_gets_the_mcc_of_each_row():
 def test_decide_is_the_argmax_of_the_two_probabilities():
     p_acceptable = np.array([0.0, 0.2, 0.5, 0.5000001, 0.9, 1.0])
     expected = np.argmax(np.stack([1 - p_acceptable, p_acceptable], axis=1), axis=1)
-    assert decide(p_acceptable).tolist() == expected.tolist() == [0, 0, 0, 1, 1, 1]
+    assert predicted_labels(p_acceptable).tolist() == expected.tolist() == [0, 0, 0, 1, 1, 1]

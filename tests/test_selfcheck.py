@@ -16,9 +16,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from acceptability.core.machine import cpu_name
 from acceptability.inference.card import read_card
 from acceptability.inference.selfcheck import choose, golden_diff
-from acceptability.machine import cpu_name
 from acceptability.ops.loadtest import free_port, start_server
 
 pytestmark = pytest.mark.skipif(platform.machine() != "x86_64", reason="qemu-x86_64 runs this venv on x86-64 only")
@@ -96,14 +96,14 @@ def stop(process) -> str:
 
 
 def test_the_params_check_knows_every_emulated_instruction_set():
-    from acceptability.config import EMULATED_ISAS
-    from acceptability.isa import EMULATED_CPU
+    from acceptability.core.config import EMULATED_ISAS
+    from acceptability.export.isa import EMULATED_CPU
 
     assert EMULATED_ISAS == tuple(EMULATED_CPU)
 
 
 def test_rows_split_for_emulation_keep_every_sentence_once_in_order():
-    from acceptability.isa import batches, chunks
+    from acceptability.export.isa import batches, chunks
 
     lengths = [3, 1, 4, 1, 5, 9, 2]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -118,7 +118,7 @@ def test_rows_split_for_emulation_keep_every_sentence_once_in_order():
 def test_rows_split_for_emulation_carry_about_equal_work():
     """Short sentences first, long ones after (as validation's in-domain and out-of-domain halves): equal row counts
     would give one worker most of the tokens."""
-    from acceptability.isa import ROW_OVERHEAD_TOKENS, chunks
+    from acceptability.export.isa import ROW_OVERHEAD_TOKENS, chunks
 
     lengths = [4] * 60 + [40] * 20
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -161,8 +161,8 @@ def test_the_default_recipe_reproduces_its_golden_set_on_this_cpu(exported):
 @pytest.mark.qemu
 def test_signed_weights_answer_differently_on_avx2_and_unsigned_ones_do_not(exported, signed_export):
     """The kernels themselves, under qemu: u8*s8 pairs saturate in 16 bits on AVX2 and not on the exact CPU."""
-    from acceptability.encode import load_encoded
-    from acceptability.isa import emulated_logits
+    from acceptability.data.encode import load_encoded
+    from acceptability.export.isa import emulated_logits
 
     arrays = load_encoded(exported / "data/tokenized/validation.npz")
     tolerance = read_card(signed_export)["golden"]["tolerance"]

@@ -12,8 +12,8 @@ from conftest import ROOT
 from sklearn.metrics import matthews_corrcoef
 from stage_runner import run_stage
 
-from acceptability.config import ModelShape, TrainConfig
-from acceptability.training import TrainPaths, train
+from acceptability.core.config import ModelShape, TrainConfig
+from acceptability.model.training import TrainPaths, train
 
 
 def train_and_evaluate(folder, params, name: str) -> tuple[dict, dict, pd.DataFrame]:
@@ -160,7 +160,7 @@ def test_token_pooling_is_saved_and_exported_within_the_parity_gate(prepared, pa
 
 
 def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
-    from acceptability.module import load_classifier, parameter_groups
+    from acceptability.model.module import load_classifier, parameter_groups
 
     model = load_classifier(tiny_model_dir).model
     groups = parameter_groups(model, lr=1e-4, head_lr=1e-3, decay=0.5, weight_decay=0.01, num_layers=2)
@@ -176,7 +176,7 @@ def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
 
 
 def test_gradient_clipping_reaches_the_trainer(tmp_path, params):
-    from acceptability.training import build_trainer
+    from acceptability.model.training import build_trainer
 
     clipped = TrainConfig.from_section({**params["train"], "gradient_clip_val": 0.5})
     trainer, _ = build_trainer(clipped, TrainPaths(checkpoints=tmp_path), [])
@@ -217,8 +217,8 @@ def test_kept_layers_and_balanced_smoothed_clipped_loss_carry_through_training_a
 def test_balanced_class_weights_and_their_errors(tiny_model_dir):
     import numpy as np
 
-    from acceptability.errors import UserError
-    from acceptability.module import AcceptabilityClassifier, balanced_class_weights, load_classifier
+    from acceptability.core.errors import UserError
+    from acceptability.model.module import AcceptabilityClassifier, balanced_class_weights, load_classifier
 
     assert balanced_class_weights(np.array([1, 1, 1, 0])) == [2.0, pytest.approx(2 / 3)]
     with pytest.raises(UserError, match=r"every class in the train split; counts \[0, 3\]"):
@@ -235,8 +235,8 @@ def test_balanced_class_weights_and_their_errors(tiny_model_dir):
 
 
 def test_bad_class_weights_and_layer_count_fail_before_training(in_tmp, params):
-    from acceptability.errors import UserError
-    from acceptability.params import check_model, check_train
+    from acceptability.core.errors import UserError
+    from acceptability.core.params import check_model, check_train
 
     with pytest.raises(UserError, match="train.class_weights must be null or balanced, found 'inverse'"):
         check_train({**params["train"], "class_weights": "inverse"})

@@ -22,7 +22,7 @@ class ModelFilesError(ValueError):
 
 def build_card(folder: Path, export_cfg, max_len: int, model_name: str, results: dict) -> dict:
     """The card for an export folder holding the VARIANT_FILES and tokenizer.json; export_cfg: the ExportConfig
-    (acceptability.config, not imported: images carry no params code); results: metrics, gates, int8_servable and
+    (acceptability.core.config, not imported: images carry no params code); results: metrics, gates, int8_servable and
     calibration (export_onnx's)."""
     return {
         "labels": list(LABELS),

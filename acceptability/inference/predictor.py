@@ -2,7 +2,7 @@
 
 predictor = Predictor.load("models/onnx", variant="int8")
 predictor.predict(["The cat sat on the mat."])
-# [{"label": "acceptable", "probabilities": {"acceptable": 0.93, "unacceptable": 0.07}}]
+# [{"label": "acceptable", "probabilities": {"acceptable": …, "unacceptable": …}}]
 """
 
 from pathlib import Path
@@ -49,9 +49,8 @@ class Predictor:
         self.labels = list(card["labels"])  # class-id order: 0 = unacceptable, 1 = acceptable
         self.input_names = [node.name for node in session.get_inputs()]
         # int8 computes its activation scales per call, over every sentence in it. One sentence a call keeps
-        # each prediction the one the export gate measured, whatever else is batched with it (at batch 32,
-        # 1% of the default model's labels flip and MCC drops 0.022). It costs a quarter to a third of int8's
-        # throughput at batch 32 in the benchmark (docs/decisions.md).
+        # each prediction the one the export gate measured, whatever else is batched with it (batched, some
+        # labels flip and MCC drops). It costs int8 throughput at batch 32: docs/decisions.md#inference.
         self.one_sentence_per_call = variant == "int8"
 
     @classmethod

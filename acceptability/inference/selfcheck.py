@@ -1,6 +1,7 @@
-"""Which variant to serve on this CPU. int8's answers depend on the CPU's integer instructions (acceptability/isa.py),
-so the export gate, measured elsewhere, is not enough: at start-up the server runs the card's golden set (sentences
-and each variant's reference logits) and serves int8 only if it reproduces them within the card's tolerance."""
+"""Which variant to serve on this CPU. int8's answers depend on the CPU's integer instructions
+(acceptability/export/isa.py), so the export gate, measured elsewhere, is not enough: at start-up the server runs
+the card's golden set (sentences and each variant's reference logits) and serves int8 only if it reproduces them
+within the card's tolerance."""
 
 from dataclasses import dataclass
 from pathlib import Path

@@ -15,9 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from acceptability.atomic import write_json
-from acceptability.errors import run_cli
-from acceptability.machine import describe as describe_machine
+from acceptability.core.atomic import write_json
+from acceptability.core.errors import run_cli
+from acceptability.core.machine import describe as describe_machine
 from acceptability.ops.loadtest import free_port, rss_mb, start_server
 
 SETTLE_S = 10  # how long after a flood its connection is closed before RSS is read again

@@ -22,9 +22,9 @@ class TorchRunner:
     def __init__(self, model_dir: str, onnx_dir: str, threads: int):
         import torch
 
+        from acceptability.export.isa import pad
         from acceptability.inference.predictor import read_card, served_tokenizer
-        from acceptability.isa import pad
-        from acceptability.module import load_classifier
+        from acceptability.model.module import load_classifier
 
         if threads:
             torch.set_num_threads(threads)
@@ -58,7 +58,7 @@ def length_buckets(runner, sentences: list[str], batch_size: int) -> list[list[i
 def measure(variant: str, config: dict) -> dict:
     import numpy as np
 
-    from acceptability.scores import decide, mcc
+    from acceptability.core.scores import mcc, predicted_labels
 
     runner = load_runner(variant, config)
     cold_start = time.perf_counter() - START
@@ -89,8 +89,8 @@ def measure(variant: str, config: dict) -> dict:
         "cold_start_s": cold_start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         # int8's activation scales are per call, so its predictions depend on the batch: report both.
-        "mcc": mcc(labels, decide(p_single)),
-        "mcc_b32": mcc(labels, decide(p_batched)),
+        "mcc": mcc(labels, predicted_labels(p_single)),
+        "mcc_b32": mcc(labels, predicted_labels(p_batched)),
     }
 
 

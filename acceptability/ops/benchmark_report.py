@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from acceptability.atomic import atomic_path
-from acceptability.config import BenchmarkConfig
-from acceptability.errors import UserError
-from acceptability.machine import describe as describe_machine
-
-VARIANTS = ("torch_fp32", "onnx_fp32", "onnx_int8")
+from acceptability.core.atomic import atomic_path
+from acceptability.core.config import BenchmarkConfig
+from acceptability.core.errors import UserError
+from acceptability.core.machine import describe as describe_machine
+from acceptability.ops.benchmark import VARIANTS
 
 
 def machine() -> dict:

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from acceptability.errors import UserError, run_cli
+from acceptability.core.errors import UserError, run_cli
 
 METRICS = {  # column -> (metrics file, dotted key)
     "val MCC": ("metrics/eval.json", "val.mcc"),

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acceptability.atomic import write_json
-from acceptability.errors import UserError, run_cli
-from acceptability.machine import describe as describe_machine
+from acceptability.core.atomic import write_json
+from acceptability.core.errors import UserError, run_cli
+from acceptability.core.machine import describe as describe_machine
 
 MAX_DURATION_S, MAX_CONCURRENCY = 600, 256
 ENGINE = """

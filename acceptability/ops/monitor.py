@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acceptability.atomic import atomic_path, write_json
-from acceptability.errors import UserError, run_cli
-from acceptability.scores import decide
+from acceptability.core.atomic import atomic_path, write_json
+from acceptability.core.errors import UserError, run_cli
+from acceptability.core.scores import predicted_labels
 
 MODERATE, DRIFT = 0.1, 0.25
 CONFIDENCE_BINS = np.linspace(0.5, 1.0, 11)
@@ -66,7 +66,7 @@ def reference(predictions: Path, validation: Path) -> pd.DataFrame:
     p = frame["p_acceptable"].to_numpy()
     return pd.DataFrame(
         {
-            "label": np.where(decide(p) == 1, "acceptable", "unacceptable"),
+            "label": np.where(predicted_labels(p) == 1, "acceptable", "unacceptable"),
             "confidence": np.maximum(p, 1 - p),
             "length": frame["sentence"].str.len(),
         }

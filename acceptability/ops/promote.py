@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acceptability.atomic import atomic_path, write_json
-from acceptability.config import PromoteConfig
-from acceptability.errors import UserError, run_cli
-from acceptability.machine import describe_difference, same_machine
+from acceptability.core.atomic import atomic_path, write_json
+from acceptability.core.config import PromoteConfig
+from acceptability.core.errors import UserError, run_cli
+from acceptability.core.machine import describe_difference, same_machine
+from acceptability.core.params import load_params
+from acceptability.core.scores import mcc
 from acceptability.ops.registry import assign, champion, read_verified
-from acceptability.params import load_params
-from acceptability.scores import mcc
 
 PROMOTE, KEEP = "PROMOTE", "KEEP"
 EXIT_CODES = {PROMOTE: 0, KEEP: 3}
@@ -152,7 +152,7 @@ def guardrails(cfg: PromoteConfig, export: dict, bench: dict, champion_bench: di
     return checks
 
 
-def decide(repo: Path, cfg: PromoteConfig) -> dict:
+def promotion_decision(repo: Path, cfg: PromoteConfig) -> dict:
     """The gate's decision for the workspace's model against the champion in GTO's registry."""
     current = champion(repo, cfg.artifact, cfg.stage)
     challenger_frame = read_predictions(repo, None)
@@ -228,7 +228,7 @@ def main() -> None:
     parser.add_argument("--assign", action="store_true", help="on PROMOTE, tag HEAD with gto register/assign")
     args = parser.parse_args()
     cfg = PromoteConfig.from_params(load_params(args.repo / args.params))
-    result = decide(args.repo, cfg)
+    result = promotion_decision(args.repo, cfg)
     if result["decision"] == PROMOTE and args.assign:
         result["assigned"] = assign(args.repo, cfg.artifact, cfg.stage)
     write_json(args.json_out, result)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from acceptability.errors import UserError
+from acceptability.core.errors import UserError
 
 
 def git(repo: Path, *args: str) -> str:

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from acceptability.atomic import atomic_path
-from acceptability.config import PromoteConfig
-from acceptability.errors import UserError, run_cli
-from acceptability.machine import describe_difference, same_machine
-from acceptability.ops.promote import decide, fmt, to_markdown
+from acceptability import LABELS
+from acceptability.core.atomic import atomic_path
+from acceptability.core.config import PromoteConfig
+from acceptability.core.errors import UserError, run_cli
+from acceptability.core.machine import describe_difference, same_machine
+from acceptability.core.params import load_params
+from acceptability.ops.promote import fmt, promotion_decision, to_markdown
 from acceptability.ops.registry import git
-from acceptability.params import load_params
 
 BENCHMARK = "metrics/benchmark.json"
 METRIC_FILES = ("metrics/eval.json", BENCHMARK)
@@ -130,7 +131,7 @@ def render_plots(repo: Path, folder: Path) -> list[tuple[str, Path]]:
         counts = pd.crosstab(frame["label"], frame["prediction"]).reindex(index=[0, 1], columns=[0, 1], fill_value=0)
         figure, axis = plt.subplots(figsize=(4, 3.5))
         axis.imshow(counts.to_numpy(), cmap="Blues")
-        names = ["unacceptable", "acceptable"]
+        names = list(LABELS)
         axis.set_xticks([0, 1], names)
         axis.set_yticks([0, 1], names)
         axis.set_xlabel("predicted")
@@ -158,7 +159,7 @@ def save(figure, path: Path) -> Path:
 def build_report(repo: Path, base: str, out: Path, cfg: PromoteConfig) -> dict:
     """Write the Markdown report to `out` (images beside it); return the gate's result."""
     commit = git(repo, "rev-parse", "HEAD").strip()
-    gate = decide(repo, cfg)
+    gate = promotion_decision(repo, cfg)
     sections = [f"## CoLA model report for `{commit[:12]}`", "", f"Commit: `{commit}`", ""]
     comparisons = [(f"base `{base}`", base)]
     if gate["champion"]:

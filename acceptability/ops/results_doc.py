@@ -7,10 +7,11 @@ import argparse
 import json
 from pathlib import Path
 
-from acceptability.atomic import atomic_path
-from acceptability.errors import UserError, run_cli
+from acceptability.core.atomic import atomic_path
+from acceptability.core.errors import UserError, run_cli
+from acceptability.ops.benchmark import VARIANTS
 
-VARIANTS = {"torch_fp32": "torch eager fp32", "onnx_fp32": "ONNX Runtime fp32", "onnx_int8": "ONNX Runtime int8"}
+NAMES = dict(zip(VARIANTS, ("torch eager fp32", "ONNX Runtime fp32", "ONNX Runtime int8"), strict=True))
 
 
 def load(folder: Path, name: str) -> dict:
@@ -98,7 +99,7 @@ def teacher(folder: Path) -> list[str]:
 def benchmark(folder: Path) -> list[str]:
     b = load(folder, "benchmark.json")
     rows = [
-        f"| {VARIANTS[v]} | {b[v]['latency_ms_p50']:.2f} / {b[v]['latency_ms_p95']:.2f} / "
+        f"| {NAMES[v]} | {b[v]['latency_ms_p50']:.2f} / {b[v]['latency_ms_p95']:.2f} / "
         f"{b[v]['latency_ms_p99']:.2f} ms | {b[v]['throughput_sps_b32']:,.0f} | {b[v]['size_mb']:.1f} MB | "
         f"{b[v]['cold_start_s']:.2f} s | {b[v]['peak_rss_mb']:.0f} MB | {b[v]['mcc']:.4f} / {b[v]['mcc_b32']:.4f} |"
         for v in VARIANTS

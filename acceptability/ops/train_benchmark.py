@@ -18,11 +18,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from acceptability.atomic import write_json
-from acceptability.config import ModelShape, TrainConfig
-from acceptability.errors import run_cli
-from acceptability.machine import describe as describe_machine
-from acceptability.params import load_params, section
+from acceptability.core.atomic import write_json
+from acceptability.core.config import ModelShape, TrainConfig
+from acceptability.core.errors import run_cli
+from acceptability.core.machine import describe as describe_machine
+from acceptability.core.params import load_params, section
 
 VARIANTS = ("pipeline", "plain_loop", "pipeline_bf16", "pipeline_compile")
 
@@ -32,25 +32,23 @@ def plain_loop_sps(
 ) -> float:
     from torch.utils.data import DataLoader
 
-    from acceptability.datamodule import EncodedSplit, PadCollator
-    from acceptability.encode import load_encoded
-    from acceptability.module import dropout_options, load_classifier
+    from acceptability.data.encode import load_encoded
+    from acceptability.model.datamodule import EncodedSplit, PadCollator
+    from acceptability.model.module import dropout_options, load_classifier
 
-    torch.manual_seed(int(train.seed))
+    torch.manual_seed(train.seed)
     # The plain Hugging Face model ([CLS] head, its own loss) on the same encoder layers and dropout as the pipeline's.
     classifier = load_classifier(pretrained, "cls", model.num_layers, **dropout_options(train.dropout)).model
     classifier.train()
     pad_id = json.loads((tokenized / "meta.json").read_text())["pad_token_id"]
     loader = DataLoader(
         EncodedSplit(load_encoded(tokenized / "train.npz")),
-        batch_size=int(train.batch_size),
+        batch_size=train.batch_size,
         shuffle=True,
         collate_fn=PadCollator(pad_id),
         drop_last=True,
     )
-    optimizer = torch.optim.AdamW(
-        classifier.parameters(), lr=float(train.learning_rate), weight_decay=float(train.weight_decay)
-    )
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
     losses, sentences, started, step = [], 0, 0.0, 0
     while step < warmup + steps:
         for batch in loader:
@@ -81,10 +79,10 @@ def pipeline_sps(
     compile_model: bool,
     live_dir: Path,
 ) -> float:
-    from acceptability.tracking import make_loggers
-    from acceptability.training import build
+    from acceptability.model.tracking import make_loggers
+    from acceptability.model.training import build
 
-    L.seed_everything(int(train.seed), verbose=False)
+    L.seed_everything(train.seed, verbose=False)
     datamodule, module = build(model, train, pretrained, tokenized)
     if compile_model:
         module.classifier = torch.compile(module.classifier, dynamic=True)
@@ -101,7 +99,7 @@ def pipeline_sps(
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_checkpointing=False,
-        log_every_n_steps=int(train.log_every_n_steps),
+        log_every_n_steps=train.log_every_n_steps,
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=datamodule)
@@ -146,7 +144,7 @@ def main() -> None:
     params = load_params(args.params)
     model, train = ModelShape.from_section(section(params, "model")), TrainConfig.from_section(section(params, "train"))
     if train.num_threads:
-        torch.set_num_threads(int(train.num_threads))
+        torch.set_num_threads(train.num_threads)
 
     import tempfile
 
@@ -175,7 +173,7 @@ def main() -> None:
         "plain_loop_sps": results["plain_loop"],
         "ratio": round(results["pipeline"] / results["plain_loop"], 3),
         "steps": args.steps,
-        "batch_size": int(train.batch_size),
+        "batch_size": train.batch_size,
         "warmup_steps": args.warmup_steps,
         "variants_sps": results,
         "threads": torch.get_num_threads(),

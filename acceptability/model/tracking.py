@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from acceptability import LABELS
-from acceptability.scores import decide
+from acceptability.core.scores import predicted_labels
 
 WANDB_PROJECT = "cola-acceptability"
 
@@ -38,17 +38,6 @@ def make_loggers(dvclive_dir: Path, run_config: dict, resume: bool = False, wand
     return loggers
 
 
-def misclassified(frame: pd.DataFrame, p_acceptable: np.ndarray) -> pd.DataFrame:
-    """The validation rows the model gets wrong, most confident mistakes first."""
-    predictions = decide(p_acceptable)
-    confidence = np.where(predictions == 1, p_acceptable, 1 - p_acceptable)
-    wrong = frame.assign(prediction=predictions, confidence=confidence.round(4))
-    wrong = wrong[wrong["prediction"] != wrong["label"]]
-    return wrong.sort_values("confidence", ascending=False)[
-        ["idx", "sentence", "label", "prediction", "confidence", "domain"]
-    ]
-
-
 def wandb_logger(loggers: list):
     """The W&B logger among `loggers`, or None when W&B is disabled."""
     from lightning.pytorch.loggers import WandbLogger
@@ -59,8 +48,9 @@ def wandb_logger(loggers: list):
 def log_wandb_results(logger, frame: pd.DataFrame, p_acceptable: np.ndarray) -> None:
     """Confusion matrix and the table of misclassified validation sentences, for the W&B run."""
     import wandb
+    from acceptability.model.evaluation import misclassified
 
-    predictions = decide(p_acceptable)
+    predictions = predicted_labels(p_acceptable)
     wrong = misclassified(frame, p_acceptable)
     names = dict(enumerate(LABELS))
     logger.experiment.log(

@@ -1,5 +1,5 @@
 """What a benchmark ran on, for its report: the CPU's model name, generation and vector instructions, and the
-cores this process may use. Two CPUs of the same name can differ 4x here (AVX2 against AVX-512 VNNI)."""
+cores this process may use. Two CPUs of the same name can differ severalfold (AVX2 against AVX-512 VNNI)."""
 
 import os
 import platform

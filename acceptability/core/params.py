@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from acceptability import POOLINGS
-from acceptability.errors import UserError
+from acceptability.core.errors import UserError
 
 CONF_DIR = Path("conf")
 
@@ -57,7 +57,7 @@ def positive(cfg: dict, key: str, kind: type, where: str) -> None:
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or value <= 0
-        or (kind is int and not float(value).is_integer())
+        or (kind is int and not isinstance(value, int))  # `32.0` is not a count: the code never converts
     ):
         expected = "a positive integer" if kind is int else "a positive number"
         raise UserError(f"params.yaml: {where}.{key} must be {expected}, found {value!r}")
@@ -99,6 +99,11 @@ def check_train(train: dict) -> None:
         positive(train, "gradient_clip_val", float, "train")
     if "num_nodes" in train:
         positive(train, "num_nodes", int, "train")
+    counts = ("early_stopping_patience", "log_every_n_steps", *(["num_threads"] if train.get("num_threads") else []))
+    for key in counts:
+        positive(train, key, int, "train")
+    for key in ("seed", "num_workers"):
+        natural(train, key, "train")
     check_distillation(train)
 
 

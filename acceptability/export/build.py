@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import torch
 
-from acceptability.config import ExportConfig
-from acceptability.module import load_classifier
+from acceptability.core.config import ExportConfig
+from acceptability.model.module import load_classifier
 
 INPUTS = ["input_ids", "attention_mask"]  # token_type_ids is all zeros for one sentence: the graph keeps it constant
 OUTPUT = "logits"
@@ -63,7 +63,7 @@ def fuse(fp32: Path, out: Path, num_heads: int, hidden_size: int) -> None:
 def fp32_nodes(graph: Path, parts: list) -> list[str]:
     """The names of the graph's nodes that contain one of `parts`. Parts that name no node are reported (a model with
     fewer layers has no layer.1), and an error when none names any (a typo, or another architecture's names)."""
-    from acceptability.errors import UserError
+    from acceptability.core.errors import UserError
 
     names = [node.name for node in onnx.load(str(graph), load_external_data=False).graph.node]
     unmatched = [part for part in parts if not any(part in name for name in names)]
@@ -107,7 +107,7 @@ def quantize_int8(source: Path, out: Path, cfg: ExportConfig) -> list[str]:
 
 
 def drift_baseline_of(logits: np.ndarray, token_lengths: np.ndarray) -> dict:
-    from acceptability.calibration import probabilities
+    from acceptability.core.calibration import probabilities
     from acceptability.inference.card import drift_baseline
 
     probs = probabilities(logits)
@@ -116,7 +116,7 @@ def drift_baseline_of(logits: np.ndarray, token_lengths: np.ndarray) -> dict:
 
 def calibration_report(labels: np.ndarray, logits: np.ndarray, temperature: float) -> dict:
     """ECE of one variant's (already calibrated) logits, and of the same logits before calibration."""
-    from acceptability.calibration import ece, probabilities
+    from acceptability.core.calibration import ece, probabilities
 
     return {
         "ece": ece(probabilities(logits), labels),
@@ -145,11 +145,11 @@ def build_variants(model_dir: Path, folder: Path, cfg: ExportConfig) -> tuple[to
 
 def int8_by_isa(int8: Path, arrays: dict, logits: dict, isas: list) -> tuple[dict, dict]:
     """int8's MCC, drop from fp32 and label agreement with fp32: on this CPU ("native", logits["int8"]) and on each
-    instruction set of `isas`, under qemu unless this CPU is one (acceptability/isa.py: bit for bit the same).
+    instruction set of `isas`, under qemu unless this CPU is one (acceptability/export/isa.py: bit for bit the same).
     Returns (that report, the logits of each)."""
-    from acceptability.isa import EMULATED_CPU, emulated_logits, native_isa
-    from acceptability.machine import cpu_name
-    from acceptability.parity import variant_metrics
+    from acceptability.core.machine import cpu_name
+    from acceptability.export.isa import EMULATED_CPU, emulated_logits, native_isa
+    from acceptability.export.parity import variant_metrics
 
     found, where, here = {"native": logits["int8"]}, {"native": cpu_name()}, native_isa()
     for isa in isas:
@@ -186,8 +186,8 @@ def golden_set(sentences: list[str], logits: dict, cfg: ExportConfig) -> dict:
 
 def parity_gate(session, model, arrays: dict, cfg: ExportConfig) -> float:
     """fp32 ONNX against torch on padded batches (this also checks the dynamic axes); UserError past the limit."""
-    from acceptability.errors import UserError
-    from acceptability.parity import onnx_logits, torch_logits
+    from acceptability.core.errors import UserError
+    from acceptability.export.parity import onnx_logits, torch_logits
 
     max_diff = float(abs(onnx_logits(session, arrays, 64) - torch_logits(model, arrays, 64)).max())
     if max_diff > cfg.max_abs_logit_diff:
@@ -200,9 +200,9 @@ def parity_gate(session, model, arrays: dict, cfg: ExportConfig) -> float:
 
 def validation_inputs(tokenized: Path, raw: Path) -> tuple[dict, list[str]]:
     """The tokenized validation split and its sentences in the same order (the golden set's text)."""
-    from acceptability.cola import read_split
-    from acceptability.encode import load_encoded
-    from acceptability.errors import UserError
+    from acceptability.core.errors import UserError
+    from acceptability.data.cola import read_split
+    from acceptability.data.encode import load_encoded
 
     arrays = load_encoded(tokenized / "validation.npz")
     text = read_split(raw / "validation.csv").set_index("idx")["sentence"]
@@ -219,10 +219,10 @@ def export_onnx(
     (else UserError); int8 servable when its MCC drop is within max_int8_mcc_drop on this CPU and on each of
     cfg.emulated_isas. arrays: the tokenized validation split; sentences: its text, in the same order. Returns the
     stage's metrics."""
-    from acceptability.atomic import atomic_path
+    from acceptability.core.atomic import atomic_path
+    from acceptability.export.isa import onnx_logits, session_of
+    from acceptability.export.parity import variant_metrics
     from acceptability.inference.card import VARIANT_FILES, build_card, write_card
-    from acceptability.isa import onnx_logits, session_of
-    from acceptability.parity import variant_metrics
 
     with atomic_path(out) as folder:
         folder.mkdir()

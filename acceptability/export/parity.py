@@ -3,8 +3,8 @@
 import numpy as np
 import torch
 
-from acceptability.isa import batches, onnx_logits
-from acceptability.scores import scores
+from acceptability.core.scores import scores
+from acceptability.export.isa import batches, onnx_logits
 
 __all__ = ["onnx_logits", "torch_logits", "variant_metrics"]
 

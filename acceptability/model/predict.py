@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from acceptability.console import progress
+from acceptability.core.console import progress
 
 
 @torch.inference_mode()

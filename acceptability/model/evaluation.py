@@ -6,16 +6,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acceptability.atomic import atomic_path, write_json
-from acceptability.cola import read_split
-from acceptability.errors import UserError
-from acceptability.scores import decide, scores
-from acceptability.tracking import misclassified
+from acceptability.core.atomic import atomic_path, write_json
+from acceptability.core.errors import UserError
+from acceptability.core.scores import predicted_labels, scores
+from acceptability.data.cola import read_split
 
 
 def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
     """metrics/eval.json's content: `val` in full, and MCC per domain."""
-    predictions = decide(p_acceptable)
+    predictions = predicted_labels(p_acceptable)
     result = {"val": scores(frame["label"], predictions)}
     for domain, key in (("in", "val_in_domain"), ("out", "val_out_of_domain")):
         mask = (frame["domain"] == domain).to_numpy()
@@ -27,14 +26,14 @@ def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
 def calibration_outputs(frame: pd.DataFrame, logits: np.ndarray, temperature: float, metrics_dir: Path) -> dict:
     """ECE before and after the model's temperature, a reliability table of each for the DVC plot, and the check
     that calibration moved no decision (MCC the same both ways)."""
-    from acceptability.calibration import ece, probabilities, reliability
+    from acceptability.core.calibration import ece, probabilities, reliability
 
     labels = frame["label"].to_numpy()
     variants = {"calibrated": probabilities(logits), "uncalibrated": probabilities(logits * temperature)}
     for name, probs in variants.items():
         with atomic_path(metrics_dir / "reliability" / f"{name}.csv") as tmp:
             pd.DataFrame(reliability(probs, labels)).to_csv(tmp, index=False)
-    mcc = {name: scores(labels, decide(probs[:, 1]))["mcc"] for name, probs in variants.items()}
+    mcc = {name: scores(labels, predicted_labels(probs[:, 1]))["mcc"] for name, probs in variants.items()}
     if mcc["calibrated"] != mcc["uncalibrated"]:
         raise UserError(f"calibration changed the decisions: val MCC {mcc['uncalibrated']} -> {mcc['calibrated']}")
     return {
@@ -43,6 +42,17 @@ def calibration_outputs(frame: pd.DataFrame, logits: np.ndarray, temperature: fl
         "ece_uncalibrated": ece(variants["uncalibrated"], labels),
         "mcc_uncalibrated": mcc["uncalibrated"],
     }
+
+
+def misclassified(frame: pd.DataFrame, p_acceptable: np.ndarray) -> pd.DataFrame:
+    """The validation rows the model gets wrong, most confident mistakes first."""
+    predictions = predicted_labels(p_acceptable)
+    confidence = np.where(predictions == 1, p_acceptable, 1 - p_acceptable)
+    wrong = frame.assign(prediction=predictions, confidence=confidence.round(4))
+    wrong = wrong[wrong["prediction"] != wrong["label"]]
+    return wrong.sort_values("confidence", ascending=False)[
+        ["idx", "sentence", "label", "prediction", "confidence", "domain"]
+    ]
 
 
 def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Path, calibration=None) -> dict:
@@ -54,7 +64,7 @@ def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Pa
         {
             "idx": frame["idx"],
             "label": frame["label"],
-            "prediction": decide(p_acceptable),
+            "prediction": predicted_labels(p_acceptable),
             "p_acceptable": p_acceptable.round(6),
         }
     )
@@ -67,10 +77,10 @@ def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Pa
 
 def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, batch_size: int) -> dict:
     """Predict every validation sentence with the saved model and write eval.json, predictions and mistakes."""
-    from acceptability.calibration import probabilities
-    from acceptability.datamodule import ColaDataModule
-    from acceptability.module import load_classifier
-    from acceptability.predict import predict_logits
+    from acceptability.core.calibration import probabilities
+    from acceptability.model.datamodule import ColaDataModule
+    from acceptability.model.module import load_classifier
+    from acceptability.model.predict import predict_logits
 
     frame = read_split(raw / "validation.csv")
     meta = json.loads((tokenized / "meta.json").read_text())

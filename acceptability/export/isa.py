@@ -6,7 +6,7 @@ of products in 16 bits and saturates; VNNI, and the SSE4 kernels, accumulate in 
 neither AVX-512 nor AVX-VNNI, so "vnni" runs as a Nehalem (SSE4.2): the same exact integer arithmetic, measured
 slower. Emulated float arithmetic is qemu's softfloat, the same on every host, so these logits repeat bit for bit.
 
-    python -m acceptability.isa --model M.onnx --arrays validation.npz --out logits.npy   # the worker
+    python -m acceptability.export.isa --model M.onnx --arrays validation.npz --out logits.npy   # the worker
 """
 
 import argparse
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from acceptability.errors import UserError
+from acceptability.core.errors import UserError
 
 # Instruction set -> the qemu CPU model whose ONNX Runtime kernels have its integer arithmetic.
 EMULATED_CPU = {"avx2": "Haswell", "vnni": "Nehalem"}
@@ -107,7 +107,7 @@ def chunks(arrays: dict[str, np.ndarray], parts: int) -> list[dict[str, np.ndarr
 def native_isa() -> str | None:
     """The instruction set this CPU's int8 kernels match bit for bit, when it is one of EMULATED_CPU's: "vnni" where
     the CPU has VNNI (exact sums), "avx2" on an AVX2 CPU without AVX-512 (as the emulated Haswell); else None."""
-    from acceptability.machine import simd
+    from acceptability.core.machine import simd
 
     if platform.machine() not in ("x86_64", "AMD64"):
         return None
@@ -120,14 +120,14 @@ def native_isa() -> str | None:
 def emulated_logits(model: Path, arrays: dict[str, np.ndarray], isa: str, workers: int = 0) -> np.ndarray:
     """Batch-1 logits of `model` over `arrays`' rows, computed by this Python under qemu as EMULATED_CPU[isa], the
     rows split over `workers` processes (0: one per usable core)."""
-    from acceptability.machine import usable_cores
+    from acceptability.core.machine import usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         processes = []
         for i, part in enumerate(chunks(arrays, workers or usable_cores())):
             rows, out = Path(tmp) / f"rows{i}.npz", Path(tmp) / f"logits{i}.npy"
             np.savez(rows, **part)
-            command = [qemu(), "-cpu", EMULATED_CPU[isa], sys.executable, "-m", "acceptability.isa"]
+            command = [qemu(), "-cpu", EMULATED_CPU[isa], sys.executable, "-m", "acceptability.export.isa"]
             command += ["--model", str(model), "--arrays", str(rows), "--out", str(out)]
             env = os.environ | {"PYTHONWARNINGS": "ignore"}
             processes.append((subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env), out))

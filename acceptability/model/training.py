@@ -15,18 +15,18 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from acceptability.atomic import atomic_path, write_json
-from acceptability.cola import read_split
-from acceptability.config import ModelShape, TrainConfig
-from acceptability.console import LINE_EVERY_S, on_terminal
-from acceptability.datamodule import ColaDataModule
-from acceptability.encode import load_encoded
+from acceptability.core.atomic import atomic_path, write_json
+from acceptability.core.config import ModelShape, TrainConfig
+from acceptability.core.console import LINE_EVERY_S, on_terminal
+from acceptability.data.cola import read_split
+from acceptability.data.encode import load_encoded
+from acceptability.data.pretrained import MODEL_FILES, WEIGHTS
 from acceptability.inference.hashing import sha256_file
-from acceptability.interrupt import StopOnSigint
-from acceptability.module import SELECT_ON, AcceptabilityClassifier, balanced_class_weights
-from acceptability.predict import predict_acceptable
-from acceptability.pretrained import MODEL_FILES, WEIGHTS
-from acceptability.tracking import log_wandb_results, make_loggers, wandb_logger
+from acceptability.model.datamodule import ColaDataModule
+from acceptability.model.interrupt import StopOnSigint
+from acceptability.model.module import SELECT_ON, AcceptabilityClassifier, balanced_class_weights
+from acceptability.model.predict import predict_acceptable
+from acceptability.model.tracking import log_wandb_results, make_loggers, wandb_logger
 
 
 @dataclass
@@ -109,12 +109,12 @@ def build_trainer(
         save_top_k=1,
         save_last=True,
     )
-    stopping = [EarlyStopping(monitor=SELECT_ON, mode="max", patience=int(train.early_stopping_patience))]
+    stopping = [EarlyStopping(monitor=SELECT_ON, mode="max", patience=train.early_stopping_patience)]
     trainer = L.Trainer(
-        max_epochs=int(train.num_train_epochs),
+        max_epochs=train.num_train_epochs,
         accelerator=train.accelerator,
         devices=train.devices,
-        num_nodes=int(train.num_nodes),
+        num_nodes=train.num_nodes,
         strategy=train.strategy,
         precision=train.precision,
         deterministic=bool(train.deterministic),
@@ -129,7 +129,7 @@ def build_trainer(
         ],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
         use_distributed_sampler=False,
-        log_every_n_steps=int(train.log_every_n_steps),
+        log_every_n_steps=train.log_every_n_steps,
         num_sanity_val_steps=0,
         default_root_dir=paths.checkpoints,
         enable_progress_bar=on_terminal(),
@@ -182,40 +182,40 @@ def build(
     meta = json.loads((tokenized / "meta.json").read_text())
     datamodule = ColaDataModule(
         tokenized,
-        int(train.batch_size),
-        int(train.eval_batch_size),
+        train.batch_size,
+        train.eval_batch_size,
         meta["pad_token_id"],
-        int(train.num_workers),
-        int(train.seed),
-        distill=float(train.distill_weight) > 0,
-        augmented=int(train.augmented_per_sentence),
+        train.num_workers,
+        train.seed,
+        distill=train.distill_weight > 0,
+        augmented=train.augmented_per_sentence,
     )
     weights = None
     if train.class_weights == "balanced":
         weights = balanced_class_weights(load_encoded(tokenized / "train.npz")["labels"])
     module = AcceptabilityClassifier(
         str(pretrained),
-        float(train.learning_rate),
-        float(train.weight_decay),
-        float(train.warmup_ratio),
+        train.learning_rate,
+        train.weight_decay,
+        train.warmup_ratio,
         pooling=model.pooling,
-        head_learning_rate=float(train.head_learning_rate) if train.head_learning_rate else None,
-        layerwise_lr_decay=float(train.layerwise_lr_decay),
+        head_learning_rate=train.head_learning_rate if train.head_learning_rate else None,
+        layerwise_lr_decay=train.layerwise_lr_decay,
         dropout=train.dropout,
         num_layers=model.num_layers,
         class_weights=weights,
-        label_smoothing=float(train.label_smoothing),
-        distill_weight=float(train.distill_weight),
-        distill_temperature=float(train.distill_temperature),
+        label_smoothing=train.label_smoothing,
+        distill_weight=train.distill_weight,
+        distill_temperature=train.distill_temperature,
     )
     return datamodule, module
 
 
 def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int) -> float:
-    """Fit the temperature on the held-out calibration split (none: 1.0) and set it on the classifier."""
-    from acceptability.calibration import fit_temperature
-    from acceptability.datamodule import split_loader
-    from acceptability.predict import predict_logits
+    """Fit the temperature on the held-out calibration split (none: `1.0`) and set it on the classifier."""
+    from acceptability.core.calibration import fit_temperature
+    from acceptability.model.datamodule import split_loader
+    from acceptability.model.predict import predict_logits
 
     path = tokenized / "calibration.npz"
     if not path.is_file() or len(load_encoded(path)["labels"]) == 0:
@@ -227,19 +227,19 @@ def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int)
     return temperature
 
 
-def train(model: ModelShape, train: TrainConfig, paths: TrainPaths | None = None) -> dict:
+def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths | None = None) -> dict:
     """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best SELECT_ON."""
     paths = paths or TrainPaths()
-    L.seed_everything(int(train.seed), workers=True, verbose=False)
-    if train.num_threads:
-        torch.set_num_threads(int(train.num_threads))
-    datamodule, module = build(model, train, paths.pretrained, paths.tokenized)
-    resume = resume_point(paths, run_fingerprint(model, train, paths))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    datamodule, module = build(model, cfg, paths.pretrained, paths.tokenized)
+    resume = resume_point(paths, run_fingerprint(model, cfg, paths))
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
-    loggers = make_loggers(paths.dvclive, {"model": asdict(model), "train": asdict(train)}, resume=bool(resume))
+    loggers = make_loggers(paths.dvclive, {"model": asdict(model), "train": asdict(cfg)}, resume=bool(resume))
     sigint, history, select = StopOnSigint(), EpochHistory(), datamodule.has_calibration
-    trainer, checkpoint = build_trainer(train, paths, loggers, (sigint, history), select)
+    trainer, checkpoint = build_trainer(cfg, paths, loggers, (sigint, history), select)
     try:
         with sigint.installed():
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
@@ -268,7 +268,7 @@ def train(model: ModelShape, train: TrainConfig, paths: TrainPaths | None = None
         calibration_mcc=selected.get(SELECT_ON),
         val_mcc=selected.get("val/mcc"),
     )
-    result["calibration_temperature"] = calibrate(module.cpu(), paths.tokenized, int(train.eval_batch_size))
+    result["calibration_temperature"] = calibrate(module.cpu(), paths.tokenized, cfg.eval_batch_size)
     save_model(module, paths.pretrained, paths.out)
 
     wandb = wandb_logger(loggers)

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from acceptability.config import DataSource
-from acceptability.errors import UserError
+from acceptability.core.config import DataSource
+from acceptability.core.errors import UserError
 from acceptability.inference.hashing import sha256_file
 
 COLUMNS = ["idx", "sentence", "label", "source", "domain"]
@@ -113,13 +113,25 @@ def load_dir(folder: Path, expected_rows: dict, sha256: dict | None) -> LoadedCo
     return LoadedCola(splits, record)
 
 
+def unreachable(err: BaseException) -> bool:
+    """A network failure or offline mode: the only errors that mean "the Hub cannot be reached". Anything else
+    (a revision or file not found, a bad answer) propagates as what it is."""
+    import httpx
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+
+    network = (ConnectionError, TimeoutError, httpx.TransportError, LocalEntryNotFoundError, OfflineModeIsEnabled)
+    return isinstance(err, network)
+
+
 def load_hub(hub_id: str, config: str, revision: str, expected_rows: dict) -> LoadedCola:
     """Load GLUE CoLA from the Hugging Face Hub at a pinned revision."""
     from datasets import load_dataset  # heavy: only the hub path needs it
 
     try:
         dataset = load_dataset(hub_id, config, revision=revision)
-    except Exception as err:  # datasets raises many types for "unreachable"; all mean the same to the user
+    except Exception as err:
+        if not unreachable(err):
+            raise
         raise UserError(
             f"could not load {hub_id} ({config}) at revision {revision} from the Hugging Face Hub: "
             f"{type(err).__name__}: {err}. To run offline, point COLA_DIR at a folder of the CoLA public "

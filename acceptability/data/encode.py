@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from acceptability.errors import UserError
+from acceptability.core.errors import UserError
 
 # teacher_logits only where the teacher labelled the rows; copy only in augmented.npz (which perturbation of its source)
 KEYS = ("idx", "labels", "input_ids", "offsets", "teacher_logits", "copy")
@@ -24,7 +24,7 @@ def load_tokenizer(model_dir: str | Path, max_seq_length: int) -> Tokenizer:
 
 def encode(tokenizer: Tokenizer, sentences: list[str], batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Return (flat input ids, offsets): sentence i is ids[offsets[i]:offsets[i + 1]]."""
-    from acceptability.console import progress
+    from acceptability.core.console import progress
 
     ids: list[list[int]] = []
     for start in progress(range(0, len(sentences), batch), desc="tokenize", unit="batches"):

@@ -13,8 +13,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, get_lin
 from transformers.utils import logging as transformers_logging
 
 from acceptability import LABELS
-from acceptability.errors import UserError
-from acceptability.params import check_pooling, fraction, positive
+from acceptability.core.errors import UserError
+from acceptability.core.params import check_pooling, fraction, positive
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 LAYER = re.compile(r"\.layer\.(\d+)\.")
@@ -50,7 +50,7 @@ class SentenceClassifier(torch.nn.Module):
                 model.base_model.pooler = None  # unused outside cls; DDP rejects parameters without gradients
         model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier
         self.model, self.pooling = model, pooling
-        # Fitted after training (acceptability.calibration) and saved in config.json: the logits leave divided by
+        # Fitted after training (acceptability.core.calibration) and saved in config.json: the logits leave divided by
         # it, so torch, both ONNX exports (traced from this forward), the API and Lambda give the same probabilities.
         self.temperature = float(getattr(model.config, "calibration_temperature", 1.0))
 
@@ -182,7 +182,7 @@ def parameter_groups(
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int = len(LABELS)) -> list[float]:
-    """n / (classes * count): each class weighs the same in the loss (CoLA's train split is 70% acceptable)."""
+    """n / (classes * count): each class weighs the same in the loss (most of CoLA's train split is acceptable)."""
     counts = np.bincount(labels, minlength=num_classes)
     if (counts == 0).any():
         raise UserError(f"train.class_weights=balanced needs every class in the train split; counts {counts.tolist()}")
@@ -279,7 +279,7 @@ class AcceptabilityClassifier(L.LightningModule):
             hp.weight_decay,
             model.config.num_hidden_layers,
         )
-        # The fused kernel is 5x faster than the per-tensor loop on CPU, and exists on CUDA too.
+        # The fused kernel is faster than the per-tensor loop on CPU (docs/decisions.md), and exists on CUDA too.
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(total * hp.warmup_ratio), total)

@@ -15,16 +15,16 @@ import numpy as np
 import pandas as pd
 
 from acceptability import LOGIT_COLUMNS
-from acceptability.atomic import atomic_path, write_json
-from acceptability.augment import by_operation, perturbations
-from acceptability.calibration import probabilities
-from acceptability.cola import read_split
-from acceptability.config import AugmentConfig, ModelShape, ModelSource, TrainConfig, max_seq_length
-from acceptability.encode import load_tokenizer, tokenize_frames
-from acceptability.evaluation import score_predictions
+from acceptability.core.atomic import atomic_path, write_json
+from acceptability.core.calibration import probabilities
+from acceptability.core.config import AugmentConfig, ModelShape, ModelSource, TrainConfig, max_seq_length
+from acceptability.core.params import section
+from acceptability.data.augment import by_operation, perturbations
+from acceptability.data.cola import read_split
+from acceptability.data.encode import load_tokenizer, tokenize_frames
+from acceptability.data.pretrained import WEIGHTS, fetch_pretrained
 from acceptability.inference.hashing import sha256_file
-from acceptability.params import section
-from acceptability.pretrained import WEIGHTS, fetch_pretrained
+from acceptability.model.evaluation import score_predictions
 
 WORK = Path("models/teacher-work")  # kept after an interruption: training resumes from its last.ckpt
 
@@ -51,9 +51,9 @@ def shortest_first_logits(model, path: Path, pad_token_id: int, batch_size: int)
     short, so a batch in file order is mostly padding and this is about twice as fast."""
     from torch.utils.data import DataLoader, Subset
 
-    from acceptability.datamodule import EncodedSplit, PadCollator
-    from acceptability.encode import load_encoded
-    from acceptability.predict import predict_logits
+    from acceptability.data.encode import load_encoded
+    from acceptability.model.datamodule import EncodedSplit, PadCollator
+    from acceptability.model.predict import predict_logits
 
     split = EncodedSplit(load_encoded(path))
     order = np.argsort(np.diff(split.arrays["offsets"]), kind="stable")
@@ -64,8 +64,8 @@ def shortest_first_logits(model, path: Path, pad_token_id: int, batch_size: int)
 
 
 def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path = WORK) -> dict:
-    from acceptability.module import load_classifier
-    from acceptability.training import TrainPaths, train
+    from acceptability.model.module import load_classifier
+    from acceptability.model.training import TrainPaths, train
 
     source, shape, train_cfg, augment = teacher_sections(params)
     max_len = max_seq_length(params)

@@ -10,7 +10,7 @@ def confusion(labels, predictions) -> np.ndarray:
     return matrix
 
 
-def decide(p_acceptable) -> np.ndarray:
+def predicted_labels(p_acceptable) -> np.ndarray:
     """Label ids from P(acceptable): 1 where acceptable is strictly the more probable. This is the argmax that the
     Predictor and the export gates take over the logits (a tie goes to class 0, unacceptable): one rule everywhere."""
     return (np.asarray(p_acceptable) > 0.5).astype(int)
@@ -18,7 +18,7 @@ def decide(p_acceptable) -> np.ndarray:
 
 def mcc(labels, predictions):
     """Matthews correlation along the last axis: a float for one set of predictions, an array for a stack of them
-    (the promotion gate's bootstrap). 0.0 where a row or column of the confusion matrix is empty (as torchmetrics)."""
+    (the promotion gate's bootstrap). `0.0` where a row or column of the confusion matrix is empty (as torchmetrics)."""
     labels, predictions = np.asarray(labels), np.asarray(predictions)
     tp = ((labels == 1) & (predictions == 1)).sum(-1).astype(float)
     tn = ((labels == 0) & (predictions == 0)).sum(-1).astype(float)

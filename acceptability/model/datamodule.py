@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from acceptability.encode import load_encoded
-from acceptability.errors import UserError
+from acceptability.core.errors import UserError
+from acceptability.data.encode import load_encoded
 
 
 def concat_encoded(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -170,9 +170,9 @@ class ColaDataModule(L.LightningDataModule):
         unseen = int(np.isnan(train["teacher_logits"]).any(axis=1).sum())
         if unseen:
             raise UserError(
-                f"{self.tokenized_dir}/train.npz: the teacher has no logits for {unseen} train rows: it ran on another "
-                "split (data.calibration_rows, data.split_seed); re-run it (docs/experiments.md) or set "
-                "train.distill_weight=0"
+                f"data/teacher/train.csv has no logits for {unseen} train rows of {self.tokenized_dir}/train.npz: "
+                "the teacher ran on another split (data.calibration_rows, data.split_seed); re-run it "
+                "(docs/experiments.md) or set train.distill_weight=0"
             )
         if not self.augmented:
             return train
