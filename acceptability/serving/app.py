@@ -10,7 +10,6 @@ within its timeout gets 504, and its work is dropped if it has not started.
 """
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -21,7 +20,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acceptability.serving.batcher import MicroBatcher, QueueFull
@@ -29,7 +27,15 @@ from acceptability.serving.memory import return_freed_memory
 from acceptability.serving.metrics import Metrics
 from acceptability.serving.page import add_page
 from acceptability.serving.predlog import log_predictions, prediction_logger
-from acceptability.serving.schemas import ErrorResponse, PredictResponse, describe, request_model
+from acceptability.serving.schemas import (
+    ErrorResponse,
+    PredictResponse,
+    Refused,
+    describe,
+    parse_body,
+    parse_query,
+    request_model,
+)
 from acceptability.serving.settings import ServeSettings, load_served_model
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -63,12 +69,12 @@ def framing_error(headers: list[tuple[bytes, bytes]]) -> JSONResponse | None:
 
 
 class Guard:
-    """Pure ASGI middleware: request metrics for every response, and the body checks a JSON POST must pass before
-    FastAPI parses it (content type, size cap, UTF-8). It answers POST /v1/predict itself (`fast_predict`, the same
-    model and checks as the FastAPI route, which stays for the schema): the hot route skips FastAPI's layers."""
+    """Pure ASGI middleware: request metrics for every response, and the transport checks a POST must pass before
+    any handler reads its body (content type, size cap, arrival deadline). What the body says is the route's to
+    parse, with the parser every entry point shares (schemas.parse_body)."""
 
-    def __init__(self, app, settings: ServeSettings, metrics: Metrics, fast_predict=None):
-        self.app, self.settings, self.metrics, self.fast_predict = app, settings, metrics, fast_predict
+    def __init__(self, app, settings: ServeSettings, metrics: Metrics):
+        self.app, self.settings, self.metrics = app, settings, metrics
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -87,10 +93,7 @@ class Guard:
             if rejection is not None:
                 return await rejection(scope, receive, counting_send)
             if scope["method"] == "POST":
-                rejection, receive, body = await self.check_body(scope, receive)
-                if rejection is None and scope["path"] == "/v1/predict" and self.fast_predict is not None:
-                    scope["app"] = self.app  # Starlette sets it further in, which the fast path skips
-                    rejection = await self.fast_predict(Request(scope, receive), body)
+                rejection, receive = await self.check_body(scope, receive)
                 if rejection is not None:
                     return await rejection(scope, receive, counting_send)
             await self.app(scope, receive, counting_send)
@@ -105,12 +108,12 @@ class Guard:
             unsupported = refused_unread(
                 415, "unsupported_media_type", "send the body as Content-Type: application/json"
             )
-            return unsupported, receive, b""
+            return unsupported, receive
         limit = self.settings.max_body_bytes
         too_big = refused_unread(413, "body_too_large", f"the body is over {limit} bytes")
         declared = headers.get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > limit:
-            return too_big, receive, b""
+            return too_big, receive
         body, more = b"", True
         deadline = time.monotonic() + self.settings.timeout_s  # a body sent byte by byte holds no handler forever
         while more:
@@ -120,17 +123,13 @@ class Guard:
                 late = refused_unread(
                     408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"
                 )
-                return late, receive, b""
+                return late, receive
             if message["type"] == "http.disconnect":
-                return Response(status_code=499), receive, b""
+                return Response(status_code=499), receive
             body += message.get("body", b"")
             if len(body) > limit:
-                return too_big, receive, b""
+                return too_big, receive
             more = message.get("more_body", False)
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as err:
-            return error(400, "invalid_encoding", f"the body is not valid UTF-8 (byte {err.start})"), receive, b""
         replayed = False
 
         async def replay():
@@ -140,7 +139,7 @@ class Guard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        return None, replay, body
+        return None, replay
 
 
 def engine_capacity(predictor, settings: ServeSettings) -> int:
@@ -227,23 +226,16 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
     )
     app.state.ready = False
     add_error_handlers(app)
-    serve = add_routes(app, settings, metrics, logger, predict_request)
+    add_routes(app, settings, metrics, logger, predict_request)
     add_page(app)
-
-    async def fast_predict(request: Request, body: bytes) -> Response:
-        try:  # json.loads, as FastAPI parses bodies: a lone surrogate escape is JSON, and the model's to refuse
-            payload = predict_request.model_validate(json.loads(body))
-        except (ValueError, RecursionError) as err:  # JSON errors, integers too long to convert, deep nesting
-            if isinstance(err, ValidationError):
-                return error(422, "invalid_request", describe(err.errors()))
-            return error(400, "invalid_json", "the body is not valid JSON")
-        return await serve(request, payload.sentences)
-
-    # Outermost, so the fast path skips FastAPI's own middleware too; everything else goes through all of it.
-    return Guard(app, settings=settings, metrics=metrics, fast_predict=fast_predict)
+    return Guard(app, settings=settings, metrics=metrics)  # outermost: it counts and times every response
 
 
 def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused):
+        return error(exc.status, exc.kind, exc.message)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
         if any(item.get("type") == "json_invalid" for item in exc.errors()):
@@ -279,9 +271,9 @@ async def predict_or_error(request: Request, sentences: list[str], cost: int, ti
         return error(500, "internal_error", "the prediction failed; the error is in the server's log")
 
 
-def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, predict_request):
-    """The routes; returns `serve`, the handler behind both predict routes and Guard's fast path."""
+def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, predict_request) -> None:
     errors = {code: {"model": ErrorResponse} for code in (400, 408, 413, 415, 422, 503, 504)}
+    body = {"content": {"application/json": {"schema": predict_request.model_json_schema()}}, "required": True}
 
     async def serve(request: Request, sentences: list[str]) -> Response:
         if not request.app.state.ready:
@@ -300,17 +292,13 @@ def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, 
         )
         return JSONResponse({"model_version": version, "predictions": results}, headers={"X-Request-ID": request_id})
 
-    @app.post("/v1/predict", response_model=PredictResponse, responses=errors)
-    async def predict_many(request: Request, payload: predict_request) -> Response:  # type: ignore[valid-type]
-        return await serve(request, payload.sentences)
+    @app.post("/v1/predict", response_model=PredictResponse, responses=errors, openapi_extra={"requestBody": body})
+    async def predict_many(request: Request) -> Response:
+        return await serve(request, parse_body(await request.body(), predict_request))
 
     @app.get("/v1/predict", response_model=PredictResponse, responses=errors)
     async def predict_one(request: Request, sentence: str = "") -> Response:
-        try:  # the POST body's model and checks, so GET can accept nothing POST refuses
-            payload = predict_request.model_validate({"sentences": [sentence]})
-        except ValidationError as err:
-            return error(422, "invalid_request", describe(err.errors()).replace("sentences.0", "sentence"))
-        return await serve(request, payload.sentences)
+        return await serve(request, parse_query(sentence, predict_request))
 
     @app.api_route("/healthz", methods=["GET", "HEAD"])
     async def healthz() -> dict:
@@ -327,5 +315,3 @@ def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return serve

@@ -15,20 +15,12 @@ import logging
 import time
 import uuid
 
-from pydantic import ValidationError
-
 from acceptability.serving.predlog import log_predictions, prediction_logger
-from acceptability.serving.schemas import describe, request_model
+from acceptability.serving.schemas import Refused, parse_body, parse_query, request_model, sentences_from
 from acceptability.serving.settings import ServeSettings, load_served_model
 
 _loaded: dict = {}
 log = logging.getLogger("cola.lambda")
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, kind: str, message: str):
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
 
 
 def loaded() -> dict:
@@ -49,13 +41,11 @@ def loaded() -> dict:
     return _loaded
 
 
-def sentences_of(payload, state: dict) -> list[str]:
+def direct_sentences(payload, state: dict) -> list[str]:
+    """A direct invocation: the POST body's object, or {"sentence": ...} as GET's ?sentence=."""
     if isinstance(payload, dict) and "sentence" in payload and "sentences" not in payload:
         payload = {**{k: v for k, v in payload.items() if k != "sentence"}, "sentences": [payload["sentence"]]}
-    try:
-        return state["request"].model_validate(payload).sentences
-    except ValidationError as err:
-        raise BadRequest(422, "invalid_request", describe(err.errors())) from None
+    return sentences_from(payload, state["request"])
 
 
 def mapping(event: dict, key: str) -> dict:
@@ -64,40 +54,32 @@ def mapping(event: dict, key: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BadRequest(400, "invalid_event", f"the event's {key} must be an object, found {type(value).__name__}")
+        raise Refused(400, "invalid_event", f"the event's {key} must be an object, found {type(value).__name__}")
     return value
 
 
-def proxy_body(event: dict, state: dict):
-    """The JSON body of an API Gateway event, checked as the HTTP API checks it."""
+def proxy_sentences(event: dict, state: dict) -> list[str]:
+    """The sentences of an API Gateway event, parsed as the HTTP API parses its requests."""
     headers = {str(k).lower(): str(v) for k, v in mapping(event, "headers").items()}
     method = event.get("httpMethod") or mapping(mapping(event, "requestContext"), "http").get("method", "")
     if method in ("GET", "HEAD"):
-        sentence = mapping(event, "queryStringParameters").get("sentence", "")
-        return {"sentences": [sentence]}
+        return parse_query(mapping(event, "queryStringParameters").get("sentence", ""), state["request"])
     if method != "POST":
-        raise BadRequest(405, "method_not_allowed", "use POST with a JSON body, or GET with ?sentence=")
+        raise Refused(405, "method_not_allowed", "use POST with a JSON body, or GET with ?sentence=")
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-        raise BadRequest(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+        raise Refused(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     body = event.get("body") or ""
     if not isinstance(body, str):
-        raise BadRequest(400, "invalid_event", "the event's body must be a string (API Gateway sends one)")
+        raise Refused(400, "invalid_event", "the event's body must be a string (API Gateway sends one)")
     raw = body.encode("utf-8", "surrogatepass")
     if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest(400, "invalid_encoding", "the body is not valid base64") from None
+            raise Refused(400, "invalid_encoding", "the body is not valid base64") from None
     if len(raw) > state["settings"].max_body_bytes:
-        raise BadRequest(413, "body_too_large", f"the body is over {state['settings'].max_body_bytes} bytes")
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise BadRequest(400, "invalid_encoding", f"the body is not valid UTF-8 (byte {err.start})") from None
-    except RecursionError:
-        raise BadRequest(400, "invalid_json", "the body is nested too deeply") from None
-    except ValueError:  # JSONDecodeError, and integers too long to convert
-        raise BadRequest(400, "invalid_json", "the body is not valid JSON") from None
+        raise Refused(413, "body_too_large", f"the body is over {state['settings'].max_body_bytes} bytes")
+    return parse_body(raw, state["request"])
 
 
 def predict(sentences: list[str], request_id: str, state: dict) -> dict:
@@ -125,13 +107,12 @@ def is_proxy_event(event) -> bool:
 def answer(event, request_id: str) -> tuple[dict, int]:
     state = loaded()
     try:
-        payload = proxy_body(event, state) if is_proxy_event(event) else event
-        sentences = sentences_of(payload, state)
+        sentences = proxy_sentences(event, state) if is_proxy_event(event) else direct_sentences(event, state)
         try:
             return predict(sentences, request_id, state), 200
         except ValueError as err:  # the predictor's own refusal of an input the schema let through
-            raise BadRequest(422, "invalid_request", str(err)) from None
-    except BadRequest as bad:
+            raise Refused(422, "invalid_request", str(err)) from None
+    except Refused as bad:
         return {"error": {"type": bad.kind, "message": bad.message}}, bad.status
 
 

@@ -1,11 +1,12 @@
 """The request and response bodies. The API validates with them and FastAPI builds the OpenAPI schema from them;
 the Lambda handler validates with the same models."""
 
+import json
 import re
 import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
 Label = Literal["acceptable", "unacceptable"]
@@ -95,3 +96,42 @@ def describe(errors: list[dict]) -> str:
         message = PLAIN.get(item.get("type"), item.get("msg", "invalid")).format(**item.get("ctx") or {})
         parts.append(f"{where or 'body'}: {message}")
     return "; ".join(parts)
+
+
+class Refused(Exception):
+    """The caller's mistake, answered as {"error": {"type": kind, "message": ...}} with this status."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def sentences_from(payload, model: type[BaseModel], field: str = "sentences") -> list[str]:
+    """The sentences of a decoded request, checked by the request model; errors name `field`."""
+    try:
+        return model.model_validate(payload).sentences
+    except ValidationError as err:
+        message = describe(err.errors())
+        named = message if field == "sentences" else message.replace("sentences.0", field)
+        raise Refused(422, "invalid_request", named) from None
+
+
+def parse_body(raw: bytes, model: type[BaseModel]) -> list[str]:
+    """A POST body as every entry point (the API, the Lambda handler) reads it: UTF-8, then JSON as FastAPI would
+    parse it (a lone surrogate escape is JSON, and the model's to refuse), then the request model."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise Refused(400, "invalid_encoding", f"the body is not valid UTF-8 (byte {err.start})") from None
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        raise Refused(400, "invalid_json", "the body is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and integers too long to convert
+        raise Refused(400, "invalid_json", "the body is not valid JSON") from None
+    return sentences_from(payload, model)
+
+
+def parse_query(sentence: str, model: type[BaseModel]) -> list[str]:
+    """GET's ?sentence=, with POST's model and checks, so GET accepts nothing POST refuses."""
+    return sentences_from({"sentences": [sentence]}, model, field="sentence")
