@@ -75,7 +75,7 @@ attack-bench: $(STAMP) ## One client's floods, held slots and queued large reque
 load-test: $(STAMP) ## Two timed phases against a fresh API on loopback -> metrics/serve_load.json
 	$(BIN)/python -m acceptability.ops.loadtest --duration 60 --concurrency 16
 
-monitor: $(STAMP) ## Drift report of LOG (a prediction log) against validation -> monitor/report.md
+monitor: $(STAMP) ## Drift report of LOG (a prediction log) against the model card's validation baseline -> monitor/report.md
 	$(BIN)/python -m acceptability.ops.monitor --log $(LOG) --out monitor
 
 monitoring-test: $(STAMP) ## promtool on monitoring/, the live-Prometheus test and the browser test (installs the tools)

@@ -57,3 +57,15 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     bad = tmp_path / "acceptability" / "serving" / "app.py"
     bad.write_text("from acceptability.model.module import load_classifier\n")
     assert imported_modules(bad, tmp_path) == {"acceptability.model.module"}
+
+
+def test_no_module_over_300_lines_and_no_function_over_60():
+    sources = [*sorted((ROOT / "acceptability").rglob("*.py")), *sorted((ROOT / "stages").glob("*.py"))]
+    long_modules = [str(path.relative_to(ROOT)) for path in sources if len(path.read_text().splitlines()) > 300]
+    long_functions = [
+        f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for path in sources
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60
+    ]
+    assert long_modules == [] and long_functions == []

@@ -124,7 +124,7 @@ def test_no_label_can_carry_sentence_text():
 
 def logged_fields(log_text: bool) -> set[str]:
     prediction = {"label": "acceptable", "probabilities": {"unacceptable": 0.1, "acceptable": 0.9}}
-    record = records(["The cat sat."], [prediction], "req-1", "int8-abc", 0.002, log_text)[0]
+    record = records(["The cat sat."], [5], [prediction], "req-1", "int8-abc", 0.002, log_text)[0]
 
     def flatten(value: dict, prefix: str = "") -> set[str]:
         out = set()

@@ -178,14 +178,13 @@ def test_prediction_log_lines_parse_and_hide_the_text(server):
     assert len(mine) == len(SENTENCES)
     import hashlib
 
+    tokenizer = Predictor.load(server.model_dir, variant="fp32").tokenizer
     for record, sentence, prediction in zip(mine, SENTENCES, response.json()["predictions"], strict=True):
         assert ECS_FIELDS <= set(record)
         assert record["service"]["version"] == response.json()["model_version"]
         assert record["event"]["dataset"] == "cola.predictions" and record["event"]["duration"] > 0
-        assert record["cola"]["sentence"] == {
-            "sha256": hashlib.sha256(sentence.encode()).hexdigest(),
-            "length": len(sentence),
-        }
+        tokens = len(tokenizer.encode(sentence).ids)  # the served tokenizer, as the model saw the sentence
+        assert record["cola"]["sentence"] == {"sha256": hashlib.sha256(sentence.encode()).hexdigest(), "tokens": tokens}
         assert record["cola"]["label"] == prediction["label"]
         assert record["cola"]["probabilities"] == pytest.approx(prediction["probabilities"])
     assert SENTENCES[0] not in server.log.read_text()

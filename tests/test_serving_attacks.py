@@ -19,8 +19,9 @@ from test_serving import SENTENCES, Server, post
 from acceptability.inference.predictor import Predictor
 from acceptability.ops.loadtest import rss_mb
 from acceptability.serving import lambda_handler
-from acceptability.serving.app import METHODS, TRIM_EVERY_S
+from acceptability.serving.app import TRIM_EVERY_S
 from acceptability.serving.batcher import MicroBatcher, QueueFull
+from acceptability.serving.guard import METHODS
 from acceptability.serving.settings import ServeSettings, SettingsError
 
 CONTENT_FREE = [

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import ROOT
 from test_serving import SENTENCES, Server, post
 
+from acceptability.inference.card import read_card
+from acceptability.ops.monitor import buckets, counts
 from acceptability.serving import lambda_handler
 from acceptability.serving.predlog import records
 
@@ -165,81 +166,61 @@ def test_dockerfile_runs_as_non_root_with_a_healthcheck_and_no_secrets():
     assert ignore[1] == "*"  # everything is excluded unless listed
 
 
-def synthetic_log(path: Path, labels, confidences, lengths) -> None:
-    rng = np.random.default_rng(0)
+def synthetic_log(path: Path, labels, confidences, tokens) -> None:
     lines = []
-    for label, confidence, length in zip(labels, confidences, lengths, strict=True):
+    for label, confidence, count in zip(labels, confidences, tokens, strict=True):
         probabilities = {label: confidence, ("unacceptable" if label == "acceptable" else "acceptable"): 1 - confidence}
-        sentence = "".join(rng.choice(list("abcdefgh "), size=int(length)))
-        lines += [
-            json.dumps(r)
-            for r in records(
-                [sentence], [{"label": label, "probabilities": probabilities}], "req", "fp32-test", 0.001, False
-            )
-        ]
+        prediction = {"label": label, "probabilities": probabilities}
+        logged = records(["a sentence"], [int(count)], [prediction], "r", "int8-t", 0.001, False)
+        lines += [json.dumps(record) for record in logged]
     path.write_text("\n".join(lines + ["not a prediction record"]) + "\n")
 
 
-def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(tmp_path):
+def like_the_baseline(baseline: dict, n: int, rng) -> tuple:
+    """n predictions drawn bucket by bucket in the baseline's own shares: a log with no drift."""
+    drawn = []
+    for key, low, high in (("confidence", 0.5, 1.0), ("tokens", 0, 64)):
+        bounds, shares = buckets(baseline[key]["le"])
+        edges = [low, *bounds, max(high, bounds[-1])]
+        which = rng.choice(len(shares), size=n, p=shares / shares.sum())
+        drawn.append([edges[i] + (edges[i + 1] - edges[i]) * rng.uniform(0.01, 1) for i in which])
+    labels = np.where(rng.random(n) < baseline["label_share"]["acceptable"], "acceptable", "unacceptable")
+    return labels, drawn[0], np.ceil(drawn[1])
+
+
+def test_monitor_flags_a_shifted_log_and_not_an_unshifted_one(exported, tmp_path):
+    """Against the card's int8 baseline, in the API's buckets: a log drawn like it is stable, a shifted one drifts."""
+    model = exported / "models/onnx"
+    baseline = read_card(model)["drift_baseline"]["int8"]
     rng = np.random.default_rng(1)
-    n = 1000
-    validation = pd.DataFrame(
-        {"idx": range(n), "sentence": ["x" * int(k) for k in rng.normal(40, 12, n).clip(5)], "label": 1}
-    )
-    p = rng.beta(4, 2, n)
-    validation.to_csv(tmp_path / "validation.csv", index=False)
-    pd.DataFrame({"idx": range(n), "label": 1, "prediction": (p >= 0.5).astype(int), "p_acceptable": p}).to_csv(
-        tmp_path / "predictions.csv", index=False
-    )
-    same = rng.integers(0, n, 800)
-    synthetic_log(
-        tmp_path / "same.log",
-        np.where(p[same] >= 0.5, "acceptable", "unacceptable"),
-        np.maximum(p[same], 1 - p[same]),
-        validation["sentence"].str.len().to_numpy()[same],
-    )
-    synthetic_log(
-        tmp_path / "shifted.log", ["acceptable"] * 800, rng.uniform(0.95, 1.0, 800), rng.normal(120, 20, 800).clip(5)
-    )
+    synthetic_log(tmp_path / "same.log", *like_the_baseline(baseline, 4000, rng))
+    rare = min(baseline["label_share"], key=baseline["label_share"].get)  # every answer the rarer label
+    synthetic_log(tmp_path / "shifted.log", [rare] * 800, rng.uniform(0.995, 1.0, 800), [64] * 800)
     results = {}
     for name in ("same", "shifted"):
         out = tmp_path / f"report-{name}"
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "acceptability.ops.monitor",
-                "--log",
-                str(tmp_path / f"{name}.log"),
-                "--predictions",
-                str(tmp_path / "predictions.csv"),
-                "--validation",
-                str(tmp_path / "validation.csv"),
-                "--out",
-                str(out),
-                "--fail-on-drift",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
+        command = [sys.executable, "-m", "acceptability.ops.monitor", "--log", str(tmp_path / f"{name}.log")]
+        command += ["--model", str(model), "--out", str(out), "--fail-on-drift"]
+        run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         results[name] = (run.returncode, json.loads((out / "summary.json").read_text()))
         assert (out / "drift.png").read_bytes()[:4] == b"\x89PNG"
-        assert "| sentence_length |" in (out / "report.md").read_text()
+        assert "| sentence_tokens |" in (out / "report.md").read_text()
         page = (out / "report.html").read_text()
-        assert page.count("<tr class=") == 3 and "<td>sentence_length</td>" in page
+        assert page.count("<tr class=") == 3 and "<td>sentence_tokens</td>" in page
         assert "src='data:image/png;base64,iVBORw0KGgo" in page  # the plots inside the page, as a PNG
         results[name + "_html"] = page
     assert "<tr class='drift'>" in results["shifted_html"] and "<tr class='drift'>" not in results["same_html"]
-    code, same_summary = results["same"]
-    assert code == 0 and all(f["flag"] == "stable" for f in same_summary["features"].values())
-    assert same_summary["n_logged"] == 800 and same_summary["skipped_lines"] == 1
+    code, same = results["same"]
+    assert code == 0 and all(f["flag"] == "stable" for f in same["features"].values()), same
+    assert same["variant"] == "int8" and same["n_logged"] == 4000 and same["skipped_lines"] == 1
+    assert same["n_reference"] == baseline["sentences"]
     code, shifted = results["shifted"]
-    assert code == 1 and {name for name, f in shifted["features"].items() if f["flag"] == "drift"} == {
-        "predicted_acceptable_rate",
-        "confidence",
-        "sentence_length",
-    }
+    drifted = {name for name, f in shifted["features"].items() if f["flag"] == "drift"}
+    assert code == 1 and drifted == {"predicted_acceptable_rate", "confidence", "sentence_tokens"}
+
+
+def test_a_value_on_a_bucket_bound_counts_at_or_below_it_as_the_api_histograms_do():
+    assert counts(np.array([8, 8.5, 12, 100]), np.array([8.0, 12.0])).tolist() == [1, 2, 1]
 
 
 def test_the_built_wheel_holds_every_subpackage_and_serves_from_itself(tmp_path):

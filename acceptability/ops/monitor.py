@@ -1,16 +1,19 @@
-"""Drift monitor: prediction logs against the validation set.
+"""Drift monitor: prediction logs against the served variant's validation baseline, the one the live monitor uses.
 
     python -m acceptability.ops.monitor --log predictions.log --out monitor/     # or: make monitor LOG=...
 
-For the predicted-acceptable rate, the confidence histogram and the sentence-length distribution it computes the
-population stability index (PSI) between validation and the logs, flags each (stable < 0.1 <= moderate < 0.25 <=
-drift), and writes monitor/report.md, monitor/report.html (the plots inside it) and monitor/summary.json.
---fail-on-drift exits 1 on any drift.
+The model card (`--model`, models/onnx/) holds each variant's drift baseline on the validation set: the label shares
+and the confidence and length-in-tokens distributions, in the buckets of the API's histograms (inference/card.py).
+For the predicted-acceptable rate, the confidence and the length in tokens this computes the population stability
+index (PSI) between that baseline and the logs, flags each (stable < 0.1 <= moderate < 0.25 <= drift), and writes
+monitor/report.md, monitor/report.html (the plots inside it) and monitor/summary.json. --fail-on-drift exits 1 on
+any drift.
 """
 
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +21,15 @@ import pandas as pd
 
 from acceptability.core.atomic import atomic_path, write_json
 from acceptability.core.errors import UserError, run_cli
-from acceptability.core.scores import predicted_labels
+from acceptability.inference.card import ModelFilesError, read_card
 
 MODERATE, DRIFT = 0.1, 0.25
-CONFIDENCE_BINS = np.linspace(0.5, 1.0, 11)
+FEATURES = {"confidence": "confidence", "sentence_tokens": "tokens"}  # report name -> the baseline's and logs' key
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
-    """Population stability index of two histograms (counts), with empty bins floored."""
-    e = np.clip(expected / max(expected.sum(), 1), floor, None)
+    """Population stability index of two histograms (counts or shares), with empty bins floored."""
+    e = np.clip(expected / max(expected.sum(), 1e-12), floor, None)
     a = np.clip(actual / max(actual.sum(), 1), floor, None)
     return float(np.sum((a - e) * np.log(a / e)))
 
@@ -36,90 +39,92 @@ def flag(value: float) -> str:
 
 
 def read_logs(paths: list[Path]) -> tuple[pd.DataFrame, int]:
-    """label, confidence and sentence length per logged prediction; lines that aren't prediction records are
-    counted and skipped."""
+    """label, confidence, length in tokens and served variant per logged prediction; lines that aren't prediction
+    records are counted and skipped."""
     rows, skipped = [], 0
     for path in paths:
         if not path.is_file():
             raise UserError(f"{path}: no such prediction log")
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                record = json.loads(line)["cola"]
-                rows.append((record["label"], float(record["confidence"]), int(record["sentence"]["length"])))
+                record = json.loads(line)
+                cola, version = record["cola"], record["service"]["version"]
+                rows.append((cola["label"], float(cola["confidence"]), int(cola["sentence"]["tokens"]), version))
             except (ValueError, KeyError, TypeError):
                 skipped += 1
     if not rows:
         raise UserError(f"no prediction records in {', '.join(map(str, paths))} ({skipped} other lines)")
-    return pd.DataFrame(rows, columns=["label", "confidence", "length"]), skipped
+    frame = pd.DataFrame(rows, columns=["label", "confidence", "tokens", "version"])
+    return frame.assign(variant=frame["version"].str.split("-").str[0]), skipped
 
 
-def reference(predictions: Path, validation: Path) -> pd.DataFrame:
-    """The same three features on the validation set, from the evaluate stage's predictions."""
-    for path in (predictions, validation):
-        if not path.is_file():
-            raise UserError(f"{path} is missing: run `dvc repro evaluate` (or `dvc pull`) first")
-    scored = pd.read_csv(predictions)
-    sentences = pd.read_csv(validation, keep_default_na=False)
-    frame = scored.merge(sentences[["idx", "sentence"]], on="idx", how="inner")
-    if frame.empty:
-        raise UserError(f"{predictions} and {validation} share no idx")
-    p = frame["p_acceptable"].to_numpy()
-    return pd.DataFrame(
-        {
-            "label": np.where(predicted_labels(p) == 1, "acceptable", "unacceptable"),
-            "confidence": np.maximum(p, 1 - p),
-            "length": frame["sentence"].str.len(),
+def baseline_of(model_dir: Path, live: pd.DataFrame) -> tuple[str, dict]:
+    """The variant most of the logs were served by, and its baseline from the model card."""
+    variant = Counter(live["variant"]).most_common(1)[0][0]
+    try:
+        baseline = read_card(model_dir).get("drift_baseline", {}).get(variant)
+    except ModelFilesError as err:
+        raise UserError(str(err)) from None
+    if baseline is None:
+        raise UserError(f"{model_dir}/model_card.json has no drift baseline for {variant}: re-run `dvc repro export`")
+    return variant, baseline
+
+
+def buckets(le: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The bucket bounds of a cumulative `le` histogram and each bucket's share (the last one: above every bound)."""
+    bounds = np.array(sorted(float(key) for key in le if key != "+Inf"))
+    cumulative = np.array([le[str(bound)] for bound in bounds] + [1.0])
+    return bounds, np.diff(cumulative, prepend=0.0)
+
+
+def counts(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """How many values fall in each bucket, a value equal to a bound counted at or below it (as `le`)."""
+    return np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds) + 1)
+
+
+def compare(baseline: dict, live: pd.DataFrame) -> dict:
+    share = baseline["label_share"]
+    live_rate = float((live["label"] == "acceptable").mean())
+    rate = psi(np.array([share["unacceptable"], share["acceptable"]]), np.array([1 - live_rate, live_rate]))
+    summary = {
+        "predicted_acceptable_rate": {
+            "psi": round(rate, 4),
+            "flag": flag(rate),
+            "reference": round(share["acceptable"], 4),
+            "live": round(live_rate, 4),
         }
-    )
-
-
-def compare(ref: pd.DataFrame, live: pd.DataFrame) -> dict:
-    edges = np.unique(np.quantile(ref["length"], np.linspace(0, 1, 11)))
-    length_bins = np.concatenate([[-np.inf], edges[1:-1], [np.inf]])
-    features = {
-        "predicted_acceptable_rate": (
-            np.array([(ref["label"] == "unacceptable").sum(), (ref["label"] == "acceptable").sum()]),
-            np.array([(live["label"] == "unacceptable").sum(), (live["label"] == "acceptable").sum()]),
-        ),
-        "confidence": (
-            np.histogram(ref["confidence"], CONFIDENCE_BINS)[0],
-            np.histogram(live["confidence"], CONFIDENCE_BINS)[0],
-        ),
-        "sentence_length": (np.histogram(ref["length"], length_bins)[0], np.histogram(live["length"], length_bins)[0]),
     }
-    summary = {}
-    for name, (expected, actual) in features.items():
-        value = psi(expected, actual)
-        summary[name] = {"psi": round(value, 4), "flag": flag(value)}
-    summary["predicted_acceptable_rate"].update(
-        reference=round(float((ref["label"] == "acceptable").mean()), 4),
-        live=round(float((live["label"] == "acceptable").mean()), 4),
-    )
-    summary["sentence_length"].update(
-        reference_median=float(ref["length"].median()), live_median=float(live["length"].median())
-    )
-    summary["confidence"].update(
-        reference_mean=round(float(ref["confidence"].mean()), 4), live_mean=round(float(live["confidence"].mean()), 4)
-    )
+    for name, key in FEATURES.items():
+        bounds, expected = buckets(baseline[key]["le"])
+        value = psi(expected, counts(live[key].to_numpy(), bounds))
+        summary[name] = {
+            "psi": round(value, 4),
+            "flag": flag(value),
+            "reference_mean": round(baseline[key]["mean"], 4),
+            "live_mean": round(float(live[key].mean()), 4),
+        }
     return summary
 
 
-def plot(ref: pd.DataFrame, live: pd.DataFrame, path: Path) -> None:
+def plot(baseline: dict, live: pd.DataFrame, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    rates = [(ref["label"] == "acceptable").mean(), (live["label"] == "acceptable").mean()]
+    rates = [baseline["label_share"]["acceptable"], (live["label"] == "acceptable").mean()]
     axes[0].bar(["validation", "logs"], rates, color=["tab:blue", "tab:orange"])
     axes[0].set_title("Predicted acceptable rate")
-    for axis, column, bins, title in (
-        (axes[1], "confidence", CONFIDENCE_BINS, "Confidence"),
-        (axes[2], "length", 30, "Sentence length (characters)"),
-    ):
-        axis.hist([ref[column], live[column]], bins=bins, density=True, label=["validation", "logs"])
-        axis.set_title(title)
+    for axis, key in zip(axes[1:], FEATURES.values(), strict=True):
+        bounds, expected = buckets(baseline[key]["le"])
+        observed = counts(live[key].to_numpy(), bounds)
+        names = [f"≤{bound:g}" for bound in bounds] + [f">{bounds[-1]:g}"]
+        where = np.arange(len(names))
+        axis.bar(where - 0.2, expected, 0.4, label="validation")
+        axis.bar(where + 0.2, observed / observed.sum(), 0.4, label="logs")
+        axis.set_xticks(where, names, rotation=45)
+        axis.set_title(f"{key.capitalize()} (share per bucket)")
         axis.legend()
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -130,7 +135,7 @@ def plot(ref: pd.DataFrame, live: pd.DataFrame, path: Path) -> None:
 PAIRS = {
     "predicted_acceptable_rate": ("reference", "live"),
     "confidence": ("reference_mean", "live_mean"),
-    "sentence_length": ("reference_median", "live_median"),
+    "sentence_tokens": ("reference_mean", "live_mean"),
 }
 
 
@@ -190,20 +195,25 @@ def html_report(intro: str, rows: list[tuple], png: bytes) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log", type=Path, action="append", required=True, help="a prediction log (repeatable)")
-    parser.add_argument("--predictions", type=Path, default=Path("metrics/predictions.csv"))
-    parser.add_argument("--validation", type=Path, default=Path("data/raw/validation.csv"))
+    parser.add_argument("--model", type=Path, default=Path("models/onnx"), help="the served model's folder")
     parser.add_argument("--out", type=Path, default=Path("monitor"))
     parser.add_argument("--fail-on-drift", action="store_true")
     args = parser.parse_args()
     live, skipped = read_logs(args.log)
-    ref = reference(args.predictions, args.validation)
-    summary = compare(ref, live)
+    variant, baseline = baseline_of(args.model, live)
+    summary = compare(baseline, live)
     args.out.mkdir(parents=True, exist_ok=True)
-    plot(ref, live, args.out / "drift.png")
-    write_report(summary, len(live), skipped, len(ref), args.out)
+    plot(baseline, live, args.out / "drift.png")
+    write_report(summary, len(live), skipped, baseline["sentences"], args.out)
     write_json(
         args.out / "summary.json",
-        {"features": summary, "n_logged": len(live), "skipped_lines": skipped, "n_reference": len(ref)},
+        {
+            "features": summary,
+            "variant": variant,
+            "n_logged": len(live),
+            "skipped_lines": skipped,
+            "n_reference": baseline["sentences"],
+        },
     )
     print((args.out / "report.md").read_text())
     if args.fail_on_drift and any(item["flag"] == "drift" for item in summary.values()):

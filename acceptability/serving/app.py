@@ -23,10 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from acceptability.serving.batcher import MicroBatcher, QueueFull
+from acceptability.serving.guard import Guard, error
 from acceptability.serving.memory import return_freed_memory
 from acceptability.serving.metrics import Metrics
 from acceptability.serving.page import add_page
-from acceptability.serving.predlog import log_predictions, prediction_logger
+from acceptability.serving.predlog import log_predictions, prediction_logger, token_lengths
 from acceptability.serving.schemas import (
     ErrorResponse,
     PredictResponse,
@@ -39,107 +40,9 @@ from acceptability.serving.schemas import (
 from acceptability.serving.settings import ServeSettings, load_served_model
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
-ROUTES = ("/", "/v1/predict", "/healthz", "/readyz", "/metrics", "/docs", "/openapi.json")
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # metric labels: anything else is OTHER
 TRIM_EVERY_S = 5.0  # RSS is back near its baseline within this long after a burst
 PROBE = "The model warms up on this sentence, and times how fast it answers."
 log = logging.getLogger("cola.serving")
-
-
-def error(status: int, kind: str, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status, headers=headers)
-
-
-def refused_unread(status: int, kind: str, message: str) -> JSONResponse:
-    """An answer sent before the body is read: the connection closes after it, so the unread body is never taken
-    for the next request, and a pipelined next request gets a closed socket at once, not a wait."""
-    return error(status, kind, message, {"Connection": "close"})
-
-
-def framing_error(headers: list[tuple[bytes, bytes]]) -> JSONResponse | None:
-    """Headers whose meaning the server would have to guess: a transfer coding other than plain chunked (the parser
-    would decode the chunks and ignore the rest), or two Content-Type headers (one would silently win). A 400, not
-    RFC 9112's suggested 501: bad input always gets a 4xx here."""
-    codings = [value.strip().lower() for name, value in headers if name == b"transfer-encoding"]
-    if codings and codings != [b"chunked"]:
-        return refused_unread(400, "unsupported_transfer_coding", "the only transfer coding accepted is chunked")
-    if sum(name == b"content-type" for name, _ in headers) > 1:
-        return refused_unread(400, "duplicate_header", "send one Content-Type header")
-    return None
-
-
-class Guard:
-    """Pure ASGI middleware: request metrics for every response, and the transport checks a POST must pass before
-    any handler reads its body (content type, size cap, arrival deadline). What the body says is the route's to
-    parse, with the parser every entry point shares (schemas.parse_body)."""
-
-    def __init__(self, app, settings: ServeSettings, metrics: Metrics):
-        self.app, self.settings, self.metrics = app, settings, metrics
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        path = scope["path"] if scope["path"] in ROUTES else "other"
-        method = scope["method"] if scope["method"] in METHODS else "OTHER"
-        status, started = {"code": 500}, time.perf_counter()
-
-        async def counting_send(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            rejection = framing_error(scope["headers"])
-            if rejection is not None:
-                return await rejection(scope, receive, counting_send)
-            if scope["method"] == "POST":
-                rejection, receive = await self.check_body(scope, receive)
-                if rejection is not None:
-                    return await rejection(scope, receive, counting_send)
-            await self.app(scope, receive, counting_send)
-        finally:
-            self.metrics.requests.labels(method, path, str(status["code"])).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
-
-    async def check_body(self, scope, receive):
-        headers = dict(scope["headers"])
-        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if media_type != b"application/json":
-            unsupported = refused_unread(
-                415, "unsupported_media_type", "send the body as Content-Type: application/json"
-            )
-            return unsupported, receive
-        limit = self.settings.max_body_bytes
-        too_big = refused_unread(413, "body_too_large", f"the body is over {limit} bytes")
-        declared = headers.get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > limit:
-            return too_big, receive
-        body, more = b"", True
-        deadline = time.monotonic() + self.settings.timeout_s  # a body sent byte by byte holds no handler forever
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
-            except TimeoutError:
-                late = refused_unread(
-                    408, "body_timeout", f"the body did not arrive within {self.settings.timeout_s} s"
-                )
-                return late, receive
-            if message["type"] == "http.disconnect":
-                return Response(status_code=499), receive
-            body += message.get("body", b"")
-            if len(body) > limit:
-                return too_big, receive
-            more = message.get("more_body", False)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return None, replay
 
 
 def engine_capacity(predictor, settings: ServeSettings) -> int:
@@ -156,16 +59,19 @@ def engine_capacity(predictor, settings: ServeSettings) -> int:
     return max(int(tokens_per_s * settings.timeout_s * settings.workers), largest_request)
 
 
-def token_lengths(predictor, sentences: list[str]) -> list[int]:
-    """Each sentence's tokens, as the predictor will see them (truncated to the model's length): their sum is the
-    request's cost, and each is a drift observation."""
-    return [len(encoding.ids) for encoding in predictor.tokenizer.encode_batch(sentences)]
-
-
 async def client_left(request: Request) -> None:
     """Returns when the client disconnects (the body is already read, so the next message can only be that)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+def watch_drift(predictor, metrics: Metrics) -> None:
+    """The served variant's validation baseline, from its card, as the gauges the drift rules compare with."""
+    baseline = predictor.card.get("drift_baseline", {}).get(predictor.variant)
+    if baseline is None:  # a card from an export before baselines: serve, but the drift rules compare nothing
+        log.warning("the model card has no drift baseline for %s: re-run `dvc repro export`", predictor.variant)
+    else:
+        metrics.set_baseline(baseline)
 
 
 def create_app(settings: ServeSettings | None = None) -> "Guard":
@@ -188,11 +94,7 @@ def create_app(settings: ServeSettings | None = None) -> "Guard":
         predictor.predict([PROBE])  # the first run allocates; not a user's cost
         app.state.predictor = predictor
         metrics.model.labels(app.state.version, predictor.variant).set(1)
-        baseline = predictor.card.get("drift_baseline", {}).get(predictor.variant)
-        if baseline is None:  # a card from an export before baselines: serve, but the drift rules compare nothing
-            log.warning("the model card has no drift baseline for %s: re-run `dvc repro export`", predictor.variant)
-        else:
-            metrics.set_baseline(baseline)
+        watch_drift(predictor, metrics)
         capacity = engine_capacity(predictor, settings)
         metrics.capacity.set(capacity)
         app.state.batcher = MicroBatcher(
@@ -287,9 +189,8 @@ def add_routes(app: FastAPI, settings: ServeSettings, metrics: Metrics, logger, 
             return results
         version = request.app.state.version
         metrics.observe(results, lengths)
-        log_predictions(
-            logger, sentences, results, request_id, version, time.perf_counter() - started, settings.log_text
-        )
+        elapsed = time.perf_counter() - started
+        log_predictions(logger, sentences, lengths, results, request_id, version, elapsed, settings.log_text)
         return JSONResponse({"model_version": version, "predictions": results}, headers={"X-Request-ID": request_id})
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=errors, openapi_extra={"requestBody": body})

@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 
-from acceptability.serving.predlog import log_predictions, prediction_logger
+from acceptability.serving.predlog import log_predictions, prediction_logger, token_lengths
 from acceptability.serving.schemas import Refused, parse_body, parse_query, request_model, sentences_from
 from acceptability.serving.settings import ServeSettings, load_served_model
 
@@ -88,6 +88,7 @@ def predict(sentences: list[str], request_id: str, state: dict) -> dict:
     log_predictions(
         state["logger"],
         sentences,
+        token_lengths(state["predictor"], sentences),
         results,
         request_id,
         state["version"],

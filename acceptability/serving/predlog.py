@@ -29,16 +29,18 @@ def prediction_logger(target: str, max_bytes: int, backups: int) -> logging.Logg
 
 def records(
     sentences: list[str],
+    tokens: list[int],
     predictions: list[dict],
     request_id: str,
     model_version: str,
     duration_s: float,
     log_text: bool,
 ) -> list[dict]:
+    """tokens: each sentence's length in tokens, as the model saw it: what the drift baselines measure."""
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     out = []
-    for sentence, prediction in zip(sentences, predictions, strict=True):
-        text = {"sha256": hashlib.sha256(sentence.encode("utf-8")).hexdigest(), "length": len(sentence)}
+    for sentence, count, prediction in zip(sentences, tokens, predictions, strict=True):
+        text = {"sha256": hashlib.sha256(sentence.encode("utf-8")).hexdigest(), "tokens": count}
         if log_text:
             text["content"] = sentence
         out.append(
@@ -57,6 +59,12 @@ def records(
             }
         )
     return out
+
+
+def token_lengths(predictor, sentences: list[str]) -> list[int]:
+    """Each sentence's tokens, as the predictor will see them (truncated to the model's length): their sum is a
+    request's cost, and each is a drift observation, live and in these logs."""
+    return [len(encoding.ids) for encoding in predictor.tokenizer.encode_batch(sentences)]
 
 
 def log_predictions(logger: logging.Logger, *args, **kwargs) -> None:
