@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, run_tool
 
 SHARED_ACTIONS = ROOT.parent / "shared" / "github-actions"
@@ -22,7 +23,10 @@ runs:
 
 
 def act_runner(folder: Path, repo: Path) -> Callable[..., subprocess.CompletedProcess]:
-    """run(event, workflow, *flags): act on `repo`'s working tree; the caller checks SHARED_ACTIONS exists."""
+    """run(event, workflow, *flags): act on `repo`'s working tree. Skips the test where the pinned actions are not
+    beside the checkout."""
+    if not SHARED_ACTIONS.is_dir():
+        pytest.skip(f"the pinned actions are not at {SHARED_ACTIONS}")
     cache = folder / "toolcache"
     python = cache / "Python" / platform.python_version() / "x64"
     if not python.is_dir():
