@@ -48,6 +48,7 @@ def wandb_logger(loggers: list):
 def log_wandb_results(logger, frame: pd.DataFrame, p_acceptable: np.ndarray) -> None:
     """Confusion matrix and the table of misclassified validation sentences, for the W&B run."""
     import wandb
+
     from acceptability.model.evaluation import misclassified
 
     predictions = predicted_labels(p_acceptable)
