@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--tokenized", type=Path, default=Path("data/tokenized"))
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--out", type=Path, default=Path("models/model"))
+    parser.add_argument("--checkpoints", type=Path, default=Path("models/checkpoints"), help="resumable epochs")
     parser.add_argument("--live-dir", type=Path, default=Path("metrics/train"))
     args = parser.parse_args()
     params = load_params(args.params)
@@ -31,9 +32,7 @@ def main() -> None:
 
     from acceptability.model.training import TrainPaths, train
 
-    paths = TrainPaths(
-        pretrained=args.pretrained, tokenized=args.tokenized, raw=args.raw, out=args.out, dvclive=args.live_dir
-    )
+    paths = TrainPaths(args.pretrained, args.tokenized, args.raw, args.out, args.checkpoints, args.live_dir)
     result = train(model, config, paths)
     picked = f"epoch {result['selected_epoch']} of {result['epochs_run']}, selected on {result['selected_on']}"
     logged = [(split, result[f"{split}_mcc"]) for split in ("calibration", "val")]

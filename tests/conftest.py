@@ -77,6 +77,13 @@ def base_params() -> dict:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def train_config(**changes):
+    """The committed train section, with `changes`, built as the train stage builds it."""
+    from acceptability.core.config import TrainConfig
+
+    return TrainConfig.from_section({**yaml.safe_load((ROOT / "params.yaml").read_text())["train"], **changes})
+
+
 def compose(folder: Path, overrides: list[str]) -> dict:
     """params.yaml as DVC's Hydra integration composes it from conf/ with `-S` overrides."""
     from dvc.utils.hydra import compose_and_dump

@@ -116,7 +116,7 @@ def test_hub_unreachable_says_how_to_run_offline(monkeypatch):
     assert "To run offline, point COLA_DIR at a folder of the CoLA public release TSVs" in message
 
 
-def test_auto_prefers_cola_dir_then_external_folder_then_hub(monkeypatch, tmp_path):
+def test_auto_prefers_cola_dir_then_external_folder_then_hub(monkeypatch, tmp_path, base_params):
     from acceptability.data.cola import resolve_source
 
     monkeypatch.chdir(tmp_path)
@@ -127,8 +127,8 @@ def test_auto_prefers_cola_dir_then_external_folder_then_hub(monkeypatch, tmp_pa
     monkeypatch.setenv("COLA_DIR", "/some/where")
     assert resolve_source("auto", None) == ("dir", Path("/some/where"))
     assert resolve_source("auto", "/param/dir") == ("dir", Path("/param/dir"))
-    with pytest.raises(UserError, match="data.source must be one of auto, hub, dir; found 'ftp'"):
-        resolve_source("ftp", None)
+    with pytest.raises(UserError, match="data.source must be one of auto, hub, dir, found 'ftp'"):
+        DataSource.from_section({**base_params["data"], "source": "ftp"})
 
 
 def test_record_names_the_folder_not_its_path(tmp_path):

@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import sha256
+from conftest import sha256, train_config
 from test_serving import Server, post
 
-from acceptability.core.calibration import ece, fit_temperature, probabilities, reliability
 from acceptability.core.config import AUGMENT_OPERATIONS, AugmentConfig, ExportConfig, ModelSource
 from acceptability.core.errors import UserError
 from acceptability.data.augment import (
@@ -26,6 +25,7 @@ from acceptability.data.augment import (
     perturbations,
 )
 from acceptability.data.pretrained import fetch_pretrained
+from acceptability.inference.calibration import ece, fit_temperature, probabilities, reliability
 
 PARTS = [f"tiny-model-part-{i:03d}" for i in (1, 2, 3)]
 
@@ -139,8 +139,9 @@ def test_train_rows_without_teacher_logits_fail_distillation_naming_the_teachers
     frames = {"train": train, "validation": train}
     meta = tokenize_frames(load_tokenizer(tiny_model_dir, 32), frames, tmp_path, 32, logits)
     with pytest.raises(UserError, match=r"^data/teacher/train.csv has no logits for 1 train rows of .*train.npz"):
-        ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=True).setup()
-    ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=False).setup()  # plain cross-entropy needs none
+        ColaDataModule(tmp_path, train_config(augmented_per_sentence=0), meta["pad_token_id"]).setup()
+    plain = train_config(distill_weight=0.0, augmented_per_sentence=0)
+    ColaDataModule(tmp_path, plain, meta["pad_token_id"]).setup()  # plain cross-entropy needs none
 
 
 def test_asking_for_more_copies_per_epoch_than_the_teacher_labelled_names_both_numbers(tiny_model_dir, tmp_path):
@@ -152,12 +153,12 @@ def test_asking_for_more_copies_per_epoch_than_the_teacher_labelled_names_both_n
     logits = {"train": np.zeros((2, 2), np.float32), "augmented": np.zeros((4, 2), np.float32)}
     frames = {"train": train, "validation": train, "augmented": augmented}
     meta = tokenize_frames(load_tokenizer(tiny_model_dir, 32), frames, tmp_path, 32, logits)
-    data = ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=True, augmented=3)
+    data = ColaDataModule(tmp_path, train_config(batch_size=2, augmented_per_sentence=3), meta["pad_token_id"])
     with pytest.raises(
         UserError, match=r"augmented_per_sentence=3, but the teacher labelled only 2 copies per sentence"
     ):
         data.setup()
-    data = ColaDataModule(tmp_path, 2, 2, meta["pad_token_id"], distill=True, augmented=1)
+    data = ColaDataModule(tmp_path, train_config(batch_size=2, augmented_per_sentence=1), meta["pad_token_id"])
     data.setup()
     assert len(data.splits["train"]) == 6 and len(data.train_dataloader()) == 2  # 2 gold rows + 1 copy of each
 
@@ -179,11 +180,12 @@ def test_shortest_first_logits_are_the_file_order_logits(tiny_model_dir, tmp_pat
 
 
 def module(distill_weight: float, temperature: float, tiny_model_dir):
+    from acceptability.core.config import ModelShape
     from acceptability.model.module import AcceptabilityClassifier
 
-    return AcceptabilityClassifier(
-        str(tiny_model_dir), 1e-3, 0.0, 0.0, distill_weight=distill_weight, distill_temperature=temperature
-    )
+    changes = {"distill_weight": distill_weight, "distill_temperature": temperature, "augmented_per_sentence": 0}
+    cfg = train_config(label_smoothing=0.0, **changes)
+    return AcceptabilityClassifier(tiny_model_dir, ModelShape("bert_tiny", "cls", None), cfg, None)
 
 
 def test_distillation_loss_mixes_gold_cross_entropy_and_softened_teacher_kl(tiny_model_dir):
@@ -343,7 +345,7 @@ def test_an_operation_that_cannot_apply_falls_back_to_duplicate_and_says_so():
 
 def test_unknown_operations_are_refused_with_the_field_and_the_choices(base_params):
     for wrong in (["swap", "scramble"], "swap", [], ["swap", "swap"]):
-        with pytest.raises(UserError, match=r"teacher\.augment\.operations must list distinct ones of .*inflection"):
+        with pytest.raises(UserError, match=r"augment\.operations must be a list of distinct ones of .*inflection"):
             AugmentConfig.from_section({**base_params["teacher"]["augment"], "operations": wrong})
     assert AUGMENT_OPERATIONS == OPERATIONS  # config.py names them without importing the teacher's module
 

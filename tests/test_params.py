@@ -19,9 +19,10 @@ from acceptability.core.config import (
     ModelSource,
     PromoteConfig,
     TrainConfig,
+    model_group,
 )
 from acceptability.core.errors import UserError
-from acceptability.core.params import check_model, check_train, known_models
+from acceptability.core.params import Invalid, known_models
 
 
 def test_params_yaml_is_the_composition_of_conf(tmp_path, base_params):
@@ -35,7 +36,7 @@ def test_every_model_group_composes(tmp_path, group):
     params = compose(tmp_path, [f"model={group}", "train.learning_rate=1e-4"])
     assert params["model"]["name"] == group
     assert params["train"]["learning_rate"] == 1e-4
-    check_model(params["model"], ROOT / "conf")
+    assert model_group(group, ROOT / "conf") == group
 
 
 def test_known_models_are_the_conf_groups():
@@ -51,11 +52,11 @@ def test_known_models_are_the_conf_groups():
 
 def test_unknown_model_group(tmp_path):
     with pytest.raises(
-        UserError,
-        match=r"model.name 'bert_huge' is not a model group; known groups in "
-        r"conf/model: all_minilm_l6_v2, all_mpnet_base_v2, bert_mini, bert_small, bert_tiny, electra_small",
+        Invalid,
+        match=r"^a model group of conf/model \(all_minilm_l6_v2, all_mpnet_base_v2, bert_mini, bert_small, bert_tiny, "
+        r"electra_small\)$",
     ):
-        check_model({"name": "bert_huge"}, ROOT.joinpath("conf").relative_to(ROOT))
+        model_group("bert_huge", ROOT.joinpath("conf").relative_to(ROOT))
 
 
 @pytest.mark.parametrize(
@@ -76,7 +77,7 @@ def test_unknown_model_group(tmp_path):
 )
 def test_bad_training_values(base_params, key, value, message):
     with pytest.raises(UserError, match=message):
-        check_train({**base_params["train"], key: value})
+        TrainConfig.from_section({**base_params["train"], key: value})
 
 
 def test_train_stage_rejects_bad_params_before_loading_anything(in_tmp, params):
@@ -94,7 +95,8 @@ def test_train_stage_rejects_unknown_model_without_traceback(in_tmp, params):
     result = subprocess.run([sys.executable, str(ROOT / "stages" / "train.py")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: params.yaml: model.name 'bert_huge' is not a model group")
+    assert result.stderr.startswith("error: params.yaml: model.name must be a model group of conf/model (")
+    assert result.stderr.endswith("), found 'bert_huge'\n")
 
 
 def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):

@@ -4,11 +4,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, train_config
 from sklearn.metrics import matthews_corrcoef
 from stage_runner import run_stage
 
@@ -17,7 +18,9 @@ from acceptability.model.training import TrainPaths, train
 
 
 def train_and_evaluate(folder, params, name: str) -> tuple[dict, dict, pd.DataFrame]:
-    paths = TrainPaths(out=folder / name / "model", checkpoints=folder / name / "ckpt", dvclive=folder / name / "live")
+    run = folder / name
+    inputs = [Path("models/pretrained"), Path("data/tokenized"), Path("data/raw")]  # the stages' own, in `folder`
+    paths = TrainPaths(*inputs, run / "model", run / "ckpt", run / "live")
     result = train(ModelShape.from_section(params["model"]), TrainConfig.from_section(params["train"]), paths)
     run_stage("evaluate.py", "--model", str(paths.out), "--metrics", str(folder / name / "metrics"))
     metrics = json.loads((folder / name / "metrics" / "eval.json").read_text())
@@ -163,7 +166,8 @@ def test_layerwise_decay_and_head_learning_rate(tiny_model_dir):
     from acceptability.model.module import load_classifier, parameter_groups
 
     model = load_classifier(tiny_model_dir).model
-    groups = parameter_groups(model, lr=1e-4, head_lr=1e-3, decay=0.5, weight_decay=0.01, num_layers=2)
+    cfg = train_config(learning_rate=1e-4, head_learning_rate=1e-3, layerwise_lr_decay=0.5, weight_decay=0.01)
+    groups = parameter_groups(model, cfg, num_layers=2)
     rate_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert rate_of[id(named["classifier.weight"])] == 1e-3
@@ -179,9 +183,10 @@ def test_gradient_clipping_reaches_the_trainer(tmp_path, params):
     from acceptability.model.training import build_trainer
 
     clipped = TrainConfig.from_section({**params["train"], "gradient_clip_val": 0.5})
-    trainer, _ = build_trainer(clipped, TrainPaths(checkpoints=tmp_path), [])
+    paths = TrainPaths(*[tmp_path] * 6)
+    trainer, _ = build_trainer(clipped, paths, [])
     assert trainer.gradient_clip_val == 0.5 and trainer.gradient_clip_algorithm == "norm"
-    trainer, _ = build_trainer(TrainConfig.from_section(params["train"]), TrainPaths(checkpoints=tmp_path), [])
+    trainer, _ = build_trainer(TrainConfig.from_section(params["train"]), paths, [])
     assert trainer.gradient_clip_val is None
 
 
@@ -225,22 +230,19 @@ def test_balanced_class_weights_and_their_errors(tiny_model_dir):
         balanced_class_weights(np.array([1, 1, 1]))
     with pytest.raises(UserError, match=r"model.num_layers must be null or 1..2 .* found 3"):
         load_classifier(tiny_model_dir, num_layers=3)
-    with pytest.raises(UserError, match="model.num_layers must be a positive integer, found 0"):
-        load_classifier(tiny_model_dir, num_layers=0)
-    with pytest.raises(UserError, match="model.pooling must be one of cls, mean, max; found 'sum'"):
-        load_classifier(tiny_model_dir, pooling="sum")
-    module = AcceptabilityClassifier(str(tiny_model_dir), 1e-4, 0.0, 0.0, class_weights=[2.0, 0.5])
+    module = AcceptabilityClassifier(tiny_model_dir, ModelShape("bert_tiny", "cls", None), train_config(), [2.0, 0.5])
     assert module.class_weights.tolist() == [2.0, 0.5]
     assert "class_weights" not in module.state_dict()  # not saved with the model: a training-only setting
 
 
 def test_bad_class_weights_and_layer_count_fail_before_training(in_tmp, params):
     from acceptability.core.errors import UserError
-    from acceptability.core.params import check_model, check_train
 
-    with pytest.raises(UserError, match="train.class_weights must be null or balanced, found 'inverse'"):
-        check_train({**params["train"], "class_weights": "inverse"})
+    with pytest.raises(UserError, match="train.class_weights must be one of null, balanced, found 'inverse'"):
+        train_config(class_weights="inverse")
     with pytest.raises(UserError, match=r"train.label_smoothing must be in \[0, 1\), found 1.0"):
-        check_train({**params["train"], "label_smoothing": 1.0})
+        train_config(label_smoothing=1.0)
+    with pytest.raises(UserError, match="model.pooling must be one of cls, mean, max, found 'sum'"):
+        ModelShape.from_section({**params["model"], "pooling": "sum"})
     with pytest.raises(UserError, match="model.num_layers must be a positive integer, found 0"):
-        check_model({**params["model"], "num_layers": 0})
+        ModelShape.from_section({**params["model"], "num_layers": 0})

@@ -1,280 +1,211 @@
 """Typed configs, one per params.yaml section, built and checked once by the stage that reads it.
 
 Every value comes from params.yaml, which Hydra composes from conf/: the code holds no defaults, so a key missing
-from params.yaml is an error that names it, and so is a key nobody reads (a typo would otherwise be ignored).
+from params.yaml is an error that names it, and so is a key nobody reads (a typo would otherwise be ignored). Each
+field's rule (acceptability.core.params) converts and checks its value when the config is built; nothing below
+checks it again.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from pathlib import Path
 
+from acceptability import POOLINGS
+from acceptability.core import params as check
 from acceptability.core.errors import UserError
-from acceptability.core.params import check_model, check_train, natural, positive
+from acceptability.core.params import CONF_DIR, Invalid, build, known_models, rule, section
 
-
-def values(cls, section: dict, where: str) -> dict:
-    """The section's value for each field of cls; missing or unknown keys are errors."""
-    names = [field.name for field in fields(cls)]
-    missing = [name for name in names if name not in section]
-    if missing:
-        raise UserError(f"params.yaml: {where} lacks {', '.join(missing)}; conf/ sets every key (compose it again)")
-    return {name: section[name] for name in names}
-
-
-def no_unknown(cls, section: dict, where: str, *others) -> None:
-    known = {field.name for klass in (cls, *others) for field in fields(klass)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise UserError(f"params.yaml: {where} has keys no code reads: {', '.join(unknown)}")
-
-
-def whole(cls, section: dict, where: str):
-    """cls built from a section it reads whole: every field present, no other key."""
-    config = cls(**values(cls, section, where))
-    no_unknown(cls, section, where)
-    return config
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What training reads of the `model` section (the rest is the download stage's)."""
-
-    name: str
-    pooling: str
-    num_layers: int | None
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "model") -> "ModelShape":
-        check_model(section)
-        return cls(**values(cls, section, where))
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The `train` section (and `teacher.train`): the optimiser, the schedule, the trainer and distillation."""
-
-    seed: int
-    learning_rate: float
-    head_learning_rate: float | None
-    layerwise_lr_decay: float
-    weight_decay: float
-    warmup_ratio: float
-    num_train_epochs: int
-    batch_size: int
-    eval_batch_size: int
-    class_weights: str | None
-    label_smoothing: float
-    dropout: float | None
-    gradient_clip_val: float | None
-    early_stopping_patience: int
-    num_workers: int
-    num_threads: int | None
-    log_every_n_steps: int
-    accelerator: str
-    devices: int | str | list
-    num_nodes: int
-    strategy: str
-    precision: str
-    deterministic: bool
-    distill_weight: float
-    distill_temperature: float
-    augmented_per_sentence: int
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "train") -> "TrainConfig":
-        config = whole(cls, section, where)
-        check_train(section)
-        return config
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """What the download stage (and the teacher stage) reads of a model section: where the pretrained weights come
-    from and the sha256 they must have. The rest of the section is ModelShape, training's."""
-
-    model_name_or_path: str
-    revision: str | None
-    source: str
-    package: str | None
-    package_parts: list | None
-    dir: str | None
-    sha256: str | None
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "model") -> "ModelSource":
-        return cls(**values(cls, section, where))
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """What the download stage reads of `data`: CoLA's sources and pins, and the rows held out for calibration.
-    data.max_seq_length is the tokenizer's, read by max_seq_length()."""
-
-    source: str
-    dir: str | None
-    hub_id: str
-    hub_config: str
-    hub_revision: str
-    expected_rows: dict
-    sha256: dict | None
-    calibration_rows: int
-    split_seed: int
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "data") -> "DataSource":
-        config = cls(**values(cls, section, where))
-        natural(section, "calibration_rows", where)
-        natural(section, "split_seed", where)
-        return config
-
-
-def max_seq_length(params: dict) -> int:
-    data = params.get("data")
-    if not isinstance(data, dict):
-        raise UserError("params.yaml: section 'data' is missing or not a mapping")
-    positive(data, "max_seq_length", int, "data")
-    return int(data["max_seq_length"])
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """teacher.augment: how many perturbed copies of each train sentence the teacher labels, their seed, and the
-    operations each copy draws one of."""
-
-    copies: int
-    seed: int
-    operations: list
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "teacher.augment") -> "AugmentConfig":
-        config = whole(cls, section, where)
-        natural(section, "copies", where)
-        natural(section, "seed", where)
-        names = config.operations
-        known = isinstance(names, list) and names and all(name in AUGMENT_OPERATIONS for name in names)
-        if not known or len(set(names)) < len(names):
-            raise UserError(f"params.yaml: {where}.operations must list distinct ones of {list(AUGMENT_OPERATIONS)}")
-        return config
-
-
-@dataclass(frozen=True)
-class EvaluateConfig:
-    batch_size: int
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "evaluate") -> "EvaluateConfig":
-        config = whole(cls, section, where)
-        positive(section, "batch_size", int, where)
-        return config
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """The `export` section: the ONNX opset, the int8 recipe, the two gates (fp32 parity, int8 MCC drop on this CPU
-    and on each emulated instruction set) and the golden set the server checks itself with."""
-
-    opset: int
-    fuse: bool
-    weight_type: str
-    per_channel: bool
-    reduce_range: bool
-    fp32_nodes: list
-    max_abs_logit_diff: float
-    max_int8_mcc_drop: float
-    emulated_isas: list
-    golden_sentences: int
-    golden_tolerance: float
-
-    @classmethod
-    def from_section(cls, section: dict, where: str = "export") -> "ExportConfig":
-        config = whole(cls, section, where)
-        positive(section, "opset", int, where)
-        positive(section, "max_abs_logit_diff", float, where)
-        if not isinstance(config.max_int8_mcc_drop, (int, float)) or config.max_int8_mcc_drop < 0:
-            raise UserError(f"params.yaml: {where}.max_int8_mcc_drop must be a number >= 0")
-        for flag in ("fuse", "per_channel", "reduce_range"):
-            if not isinstance(section[flag], bool):
-                raise UserError(f"params.yaml: {where}.{flag} must be true or false, found {section[flag]!r}")
-        if config.weight_type not in ("int8", "uint8"):
-            raise UserError(f"params.yaml: {where}.weight_type must be int8 or uint8, found {config.weight_type!r}")
-        nodes = config.fp32_nodes
-        if not isinstance(nodes, list) or not all(isinstance(node, str) and node for node in nodes):
-            raise UserError(f"params.yaml: {where}.fp32_nodes must be a list of node-name parts, found {nodes!r}")
-        isas = config.emulated_isas
-        if not isinstance(isas, list) or any(isa not in EMULATED_ISAS for isa in isas) or len(set(isas)) < len(isas):
-            raise UserError(f"params.yaml: {where}.emulated_isas must list distinct ones of {list(EMULATED_ISAS)}")
-        positive(section, "golden_sentences", int, where)
-        positive(section, "golden_tolerance", float, where)
-        return config
-
-
-# The perturbations the teacher's copies can draw (acceptability/data/augment.py's OPERATIONS; not imported: every stage
-# reads this module, and augmenting is the teacher's alone).
-AUGMENT_OPERATIONS = (
-    "swap",
-    "drop",
-    "duplicate",
-    "inflection",
-    "determiner",
-    "preposition",
-    "auxiliary",
-    "complementizer",
-    "argument",
-    "move",
-    "clause",
+# The perturbations the teacher's copies can draw (acceptability/data/augment.py's OPERATIONS; not imported: every
+# stage reads this module, and augmenting is the teacher's alone).
+AUGMENT_OPERATIONS = tuple(
+    "swap drop duplicate inflection determiner preposition auxiliary complementizer argument move clause".split()
 )
 
 # The instruction sets the export can measure int8 on under qemu (acceptability/export/isa.py's EMULATED_CPU; not
 # imported: every stage reads this module, and the emulation is the export's alone).
 EMULATED_ISAS = ("avx2", "vnni")
+MODEL_SOURCES = ("auto", "package", "dir", "hub")
+DATA_SOURCES = ("auto", "hub", "dir")
 
 
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """The `benchmark` section; max_sentences null times the whole validation set."""
+def model_group(name, conf_dir: Path = CONF_DIR) -> str:
+    known = known_models(conf_dir)
+    if name not in known:
+        raise Invalid(f"a model group of {conf_dir / 'model'} ({', '.join(known)})")
+    return name
 
-    threads: int
-    warmup: int
-    repetitions: int
-    batch_size: int
-    max_sentences: int | None
+
+class Section:
+    """A config built from its params section; `whole`: the section has no key the config does not read."""
+
+    WHERE, WHOLE = "", True
 
     @classmethod
-    def from_section(cls, section: dict, where: str = "benchmark") -> "BenchmarkConfig":
-        config = whole(cls, section, where)
-        for key in ("threads", "warmup", "repetitions", "batch_size"):
-            positive(section, key, int, where)
-        if config.max_sentences is not None:
-            positive(section, "max_sentences", int, where)
-        return config
+    def from_section(cls, values: dict, where: str = ""):
+        return build(cls, values, where or cls.WHERE, cls.WHOLE)
 
 
 @dataclass(frozen=True)
-class PromoteConfig:
+class ModelShape(Section):
+    """What training reads of the `model` section (the rest is the download stage's)."""
+
+    WHERE, WHOLE = "model", False
+    name: str = rule(model_group)
+    pooling: str = rule(check.one_of(*POOLINGS))
+    num_layers: int | None = rule(check.optional(check.count))
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    """The `train` section (and `teacher.train`): the optimiser, the schedule, the trainer and distillation."""
+
+    WHERE = "train"
+    seed: int = rule(check.natural)
+    learning_rate: float = rule(check.positive)
+    head_learning_rate: float | None = rule(check.optional(check.positive))
+    layerwise_lr_decay: float = rule(check.decay)
+    weight_decay: float = rule(check.non_negative)
+    warmup_ratio: float = rule(check.fraction)
+    num_train_epochs: int = rule(check.count)
+    batch_size: int = rule(check.count)
+    eval_batch_size: int = rule(check.count)
+    class_weights: str | None = rule(check.one_of(None, "balanced"))
+    label_smoothing: float = rule(check.fraction)
+    dropout: float | None = rule(check.optional(check.fraction))
+    gradient_clip_val: float | None = rule(check.optional(check.positive))
+    early_stopping_patience: int = rule(check.count)
+    num_workers: int = rule(check.natural)
+    num_threads: int | None = rule(check.optional(check.count))
+    log_every_n_steps: int = rule(check.count)
+    accelerator: str = rule(check.text)
+    devices: int | str | list  # Lightning checks it against the machine
+    num_nodes: int = rule(check.count)
+    strategy: str = rule(check.text)
+    precision: str = rule(check.text)
+    deterministic: bool = rule(check.flag)
+    distill_weight: float = rule(check.share)  # 0: no teacher
+    distill_temperature: float = rule(check.positive)
+    augmented_per_sentence: int = rule(check.natural)
+
+    def __post_init__(self):
+        if self.augmented_per_sentence and not self.distill_weight:
+            raise UserError(
+                f"params.yaml: {self.WHERE}.augmented_per_sentence > 0 needs {self.WHERE}.distill_weight > 0: the "
+                "perturbed sentences have only the teacher's logits, no gold label"
+            )
+
+
+@dataclass(frozen=True)
+class ModelSource(Section):
+    """What the download stage (and the teacher stage) reads of a model section: where the pretrained weights come
+    from and the sha256 they must have. The rest of the section is ModelShape, training's."""
+
+    WHERE, WHOLE = "model", False
+    model_name_or_path: str = rule(check.text)
+    revision: str | None = rule(check.optional(check.text))
+    source: str = rule(check.one_of(*MODEL_SOURCES))
+    package: str | None = rule(check.optional(check.text))
+    package_parts: list | None = rule(check.optional(check.names))
+    dir: str | None = rule(check.optional(check.text))
+    sha256: str | None = rule(check.optional(check.text))
+
+
+@dataclass(frozen=True)
+class DataSource(Section):
+    """What the download stage reads of `data`: CoLA's sources and pins, and the rows held out for calibration."""
+
+    WHERE, WHOLE = "data", False
+    source: str = rule(check.one_of(*DATA_SOURCES))
+    dir: str | None = rule(check.optional(check.text))
+    hub_id: str = rule(check.text)
+    hub_config: str = rule(check.text)
+    hub_revision: str = rule(check.text)
+    expected_rows: dict = rule(check.mapping)
+    sha256: dict | None = rule(check.optional(check.mapping))
+    calibration_rows: int = rule(check.natural)
+    split_seed: int = rule(check.natural)
+
+
+@dataclass(frozen=True)
+class Tokenizing(Section):
+    """data.max_seq_length, the tokenizer's."""
+
+    WHERE, WHOLE = "data", False
+    max_seq_length: int = rule(check.count)
+
+
+def max_seq_length(params: dict) -> int:
+    return Tokenizing.from_section(section(params, "data")).max_seq_length
+
+
+@dataclass(frozen=True)
+class AugmentConfig(Section):
+    """teacher.augment: how many perturbed copies of each train sentence the teacher labels, their seed, and the
+    operations each copy draws one of."""
+
+    WHERE = "teacher.augment"
+    copies: int = rule(check.natural)
+    seed: int = rule(check.natural)
+    operations: list = rule(check.distinct(AUGMENT_OPERATIONS, least=1))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(Section):
+    WHERE = "evaluate"
+    batch_size: int = rule(check.count)
+
+
+@dataclass(frozen=True)
+class ExportConfig(Section):
+    """The `export` section: the ONNX opset, the int8 recipe, the two gates (fp32 parity, int8 MCC drop on this CPU
+    and on each emulated instruction set) and the golden set the server checks itself with."""
+
+    WHERE = "export"
+    opset: int = rule(check.count)
+    fuse: bool = rule(check.flag)
+    weight_type: str = rule(check.one_of("int8", "uint8"))
+    per_channel: bool = rule(check.flag)
+    reduce_range: bool = rule(check.flag)
+    fp32_nodes: list = rule(check.names)  # parts of node names
+    max_abs_logit_diff: float = rule(check.positive)
+    max_int8_mcc_drop: float = rule(check.non_negative)
+    emulated_isas: list = rule(check.distinct(EMULATED_ISAS))
+    golden_sentences: int = rule(check.count)
+    golden_tolerance: float = rule(check.positive)
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig(Section):
+    """The `benchmark` section; max_sentences null times the whole validation set."""
+
+    WHERE = "benchmark"
+    threads: int = rule(check.count)
+    warmup: int = rule(check.count)
+    repetitions: int = rule(check.count)
+    batch_size: int = rule(check.count)
+    max_sentences: int | None = rule(check.optional(check.count))
+
+
+@dataclass(frozen=True)
+class PromoteConfig(Section):
     """The `promote` section, plus export's int8 threshold: one threshold, so the card's "servable" and the promotion
     guardrail cannot disagree."""
 
-    artifact: str
-    stage: str
-    margin: float
-    resamples: int
-    seed: int
-    max_latency_ratio: float
-    max_size_mb: float
-    max_int8_mcc_drop: float
+    WHERE = "promote"
+    artifact: str = rule(check.text)
+    stage: str = rule(check.text)
+    margin: float = rule(check.non_negative)
+    resamples: int = rule(check.count)
+    seed: int = rule(check.natural)
+    max_latency_ratio: float = rule(check.positive)
+    max_size_mb: float = rule(check.positive)
+    max_int8_mcc_drop: float = rule(check.non_negative)
 
     @classmethod
     def from_params(cls, params: dict) -> "PromoteConfig":
-        promote, export = params.get("promote"), params.get("export")
-        if not isinstance(promote, dict) or not isinstance(export, dict):
-            raise UserError("params.yaml: the promote and export sections must both be mappings")
-        no_unknown(cls, promote, "promote")
+        promote = section(params, "promote")
         if "max_int8_mcc_drop" in promote:
             raise UserError(
                 "params.yaml: promote.max_int8_mcc_drop is gone; export.max_int8_mcc_drop is the one threshold"
             )
-        section = {**promote, "max_int8_mcc_drop": ExportConfig.from_section(export).max_int8_mcc_drop}
-        config = cls(**values(cls, section, "promote"))
-        positive(section, "resamples", int, "promote")
-        for key in ("max_latency_ratio", "max_size_mb"):
-            positive(section, key, float, "promote")
-        natural(section, "seed", "promote")
-        return config
+        threshold = ExportConfig.from_section(section(params, "export")).max_int8_mcc_drop
+        return cls.from_section({**promote, "max_int8_mcc_drop": threshold})

@@ -1,10 +1,10 @@
-"""Read params.yaml and check the values a stage needs before it spends time on them."""
+"""Read params.yaml, and the checks a config field declares: each converts a value or says what it must be."""
 
+from dataclasses import field, fields
 from pathlib import Path
 
 import yaml
 
-from acceptability import POOLINGS
 from acceptability.core.errors import UserError
 
 CONF_DIR = Path("conf")
@@ -34,87 +34,126 @@ def known_models(conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(path.stem for path in (conf_dir / "model").glob("*.yaml"))
 
 
-def check_model(model: dict, conf_dir: Path = CONF_DIR) -> None:
-    known = known_models(conf_dir)
-    if model.get("name") not in known:
-        raise UserError(
-            f"params.yaml: model.name {model.get('name')!r} is not a model group; "
-            f"known groups in {conf_dir / 'model'}: {', '.join(known)}"
-        )
-    check_pooling(model.get("pooling"))
-    if model.get("num_layers") is not None:
-        positive(model, "num_layers", int, "model")
+class Invalid(ValueError):
+    """What a value must be; build() names the key and the value found."""
 
 
-def check_pooling(pooling) -> None:
-    if pooling not in POOLINGS:
-        raise UserError(f"params.yaml: model.pooling must be one of {', '.join(POOLINGS)}; found {pooling!r}")
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def positive(cfg: dict, key: str, kind: type, where: str) -> None:
-    value = cfg.get(key)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value <= 0
-        or (kind is int and not isinstance(value, int))  # `32.0` is not a count: the code never converts
-    ):
-        expected = "a positive integer" if kind is int else "a positive number"
-        raise UserError(f"params.yaml: {where}.{key} must be {expected}, found {value!r}")
+def count(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:  # `32.0` is not a count
+        raise Invalid("a positive integer")
+    return value
 
 
-def natural(cfg: dict, key: str, where: str) -> None:
+def natural(value) -> int:
     """An integer >= 0 (a count that may be zero, or a seed)."""
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise UserError(f"params.yaml: {where}.{key} must be an integer >= 0, found {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise Invalid("an integer >= 0")
+    return value
 
 
-def fraction(cfg: dict, key: str, where: str) -> None:
+def positive(value) -> float:
+    if not is_number(value) or value <= 0:
+        raise Invalid("a positive number")
+    return float(value)
+
+
+def non_negative(value) -> float:
+    if not is_number(value) or value < 0:
+        raise Invalid("a number >= 0")
+    return float(value)
+
+
+def fraction(value) -> float:
     """A value in [0, 1): a ratio, a probability or a smoothing weight."""
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise UserError(f"params.yaml: {where}.{key} must be in [0, 1), found {value!r}")
+    if not is_number(value) or not 0 <= value < 1:
+        raise Invalid("in [0, 1)")
+    return float(value)
 
 
-def check_train(train: dict) -> None:
-    """Fail fast, before any model is loaded, on values that would waste a training run."""
-    positive(train, "learning_rate", float, "train")
-    positive(train, "batch_size", int, "train")
-    positive(train, "eval_batch_size", int, "train")
-    positive(train, "num_train_epochs", int, "train")
-    fraction(train, "warmup_ratio", "train")
-    if train.get("head_learning_rate") is not None:
-        positive(train, "head_learning_rate", float, "train")
-    decay = train.get("layerwise_lr_decay")
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
-        raise UserError(f"params.yaml: train.layerwise_lr_decay must be in (0, 1], found {decay!r}")
-    if train.get("class_weights") not in (None, "balanced"):
-        raise UserError(f"params.yaml: train.class_weights must be null or balanced, found {train['class_weights']!r}")
-    if "label_smoothing" in train:  # absent means no smoothing; null is an error
-        fraction(train, "label_smoothing", "train")
-    if train.get("dropout") is not None:
-        fraction(train, "dropout", "train")
-    if train.get("gradient_clip_val") is not None:
-        positive(train, "gradient_clip_val", float, "train")
-    if "num_nodes" in train:
-        positive(train, "num_nodes", int, "train")
-    counts = ("early_stopping_patience", "log_every_n_steps", *(["num_threads"] if train.get("num_threads") else []))
-    for key in counts:
-        positive(train, key, int, "train")
-    for key in ("seed", "num_workers"):
-        natural(train, key, "train")
-    check_distillation(train)
+def share(value) -> float:
+    if not is_number(value) or not 0 <= value <= 1:
+        raise Invalid("in [0, 1]")
+    return float(value)
 
 
-def check_distillation(train: dict) -> None:
-    weight, copies = train.get("distill_weight"), train.get("augmented_per_sentence")
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
-        raise UserError(f"params.yaml: train.distill_weight must be in [0, 1] (0 = no teacher), found {weight!r}")
-    positive(train, "distill_temperature", float, "train")
-    natural(train, "augmented_per_sentence", "train")
-    if copies and not weight:
-        raise UserError(
-            "params.yaml: train.augmented_per_sentence > 0 needs train.distill_weight > 0: the perturbed sentences "
-            "have only the teacher's logits, no gold label"
-        )
+def decay(value) -> float:
+    if not is_number(value) or not 0 < value <= 1:
+        raise Invalid("in (0, 1]")
+    return float(value)
+
+
+def flag(value) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid("true or false")
+    return value
+
+
+def one_of(*choices):
+    def check(value):
+        if value not in choices:
+            raise Invalid(f"one of {', '.join('null' if choice is None else str(choice) for choice in choices)}")
+        return value
+
+    return check
+
+
+def distinct(choices: tuple, least: int = 0):
+    """A list of at least `least` distinct names from `choices`."""
+
+    def check(value) -> list:
+        listed = isinstance(value, list) and len(value) >= least and all(item in choices for item in value)
+        if not listed or len(set(value)) < len(value):
+            raise Invalid(f"a list of distinct ones of {list(choices)}")
+        return value
+
+    return check
+
+
+def optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def text(value) -> str:
+    if not isinstance(value, str):
+        raise Invalid("a string")
+    return value
+
+
+def mapping(value) -> dict:
+    if not isinstance(value, dict):
+        raise Invalid("a mapping")
+    return value
+
+
+def names(value) -> list:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise Invalid("a list of non-empty names")
+    return value
+
+
+def rule(check):
+    """A config field whose value `check` converts and checks, once, when the config is built."""
+    return field(metadata={"check": check})
+
+
+def build(cls, section: dict, where: str, whole: bool = True):
+    """cls from a params section: every field present and checked by its rule; `whole`: no other key."""
+    declared = fields(cls)
+    missing = [item.name for item in declared if item.name not in section]
+    if missing:
+        raise UserError(f"params.yaml: {where} lacks {', '.join(missing)}; conf/ sets every key (compose it again)")
+    unknown = sorted(set(section) - {item.name for item in declared}) if whole else []
+    if unknown:
+        raise UserError(f"params.yaml: {where} has keys no code reads: {', '.join(unknown)}")
+    values = {}
+    for item in declared:
+        value = section[item.name]
+        try:
+            values[item.name] = item.metadata.get("check", lambda same: same)(value)
+        except Invalid as err:
+            raise UserError(f"params.yaml: {where}.{item.name} must be {err}, found {value!r}") from None
+    return cls(**values)

@@ -38,8 +38,6 @@ class LoadedCola:
 def resolve_source(source: str, data_dir: str | None) -> tuple[str, Path | None]:
     """Pick `hub` or `dir` (and the folder) from the `data.source` param, `data.dir` and COLA_DIR."""
     env_dir = os.environ.get("COLA_DIR") or None
-    if source not in ("auto", "hub", "dir"):
-        raise UserError(f"params.yaml: data.source must be one of auto, hub, dir; found {source!r}")
     folder = data_dir or env_dir
     if source == "auto":
         if folder:

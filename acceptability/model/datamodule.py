@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from acceptability.core.config import TrainConfig
 from acceptability.core.errors import UserError
 from acceptability.data.encode import load_encoded
 
@@ -121,25 +122,16 @@ def split_loader(path: Path, pad_token_id: int, batch_size: int) -> DataLoader:
 
 
 class ColaDataModule(L.LightningDataModule):
-    def __init__(
-        self,
-        tokenized_dir: str | Path,
-        batch_size: int,
-        eval_batch_size: int,
-        pad_token_id: int,
-        num_workers: int = 0,
-        seed: int = 0,
-        distill: bool = False,
-        augmented: int = 0,
-    ):
-        """distill: train rows carry the teacher's logits; augmented: also train on that many perturbed copies of
-        each train sentence, which have only the teacher's logits (tokenize stage, augmented.npz)."""
+    def __init__(self, tokenized_dir: Path, cfg: TrainConfig, pad_token_id: int):
+        """With cfg.distill_weight > 0, train rows carry the teacher's logits; cfg.augmented_per_sentence: also
+        train on that many perturbed copies of each train sentence, which have only the teacher's logits (tokenize
+        stage, augmented.npz)."""
         super().__init__()
-        self.seed, self.distill, self.augmented = seed, distill, augmented
-        self.tokenized_dir = Path(tokenized_dir)
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.distill, self.augmented = cfg.seed, cfg.distill_weight > 0, cfg.augmented_per_sentence
+        self.tokenized_dir = tokenized_dir
+        self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
         self.collate = PadCollator(pad_token_id)
-        self.num_workers = num_workers
+        self.num_workers = cfg.num_workers
         self.splits: dict[str, EncodedSplit] = {}
         self.epoch_rows: RotatingCopies | None = None  # set with the perturbed copies
 

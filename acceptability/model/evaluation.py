@@ -26,7 +26,7 @@ def score_predictions(frame: pd.DataFrame, p_acceptable: np.ndarray) -> dict:
 def calibration_outputs(frame: pd.DataFrame, logits: np.ndarray, temperature: float, metrics_dir: Path) -> dict:
     """ECE before and after the model's temperature, a reliability table of each for the DVC plot, and the check
     that calibration moved no decision (MCC the same both ways)."""
-    from acceptability.core.calibration import ece, probabilities, reliability
+    from acceptability.inference.calibration import ece, probabilities, reliability
 
     labels = frame["label"].to_numpy()
     variants = {"calibrated": probabilities(logits), "uncalibrated": probabilities(logits * temperature)}
@@ -77,19 +77,18 @@ def write_outputs(frame: pd.DataFrame, p_acceptable: np.ndarray, metrics_dir: Pa
 
 def evaluate(model_dir: Path, tokenized: Path, raw: Path, metrics_dir: Path, batch_size: int) -> dict:
     """Predict every validation sentence with the saved model and write eval.json, predictions and mistakes."""
-    from acceptability.core.calibration import probabilities
-    from acceptability.model.datamodule import ColaDataModule
+    from acceptability.inference.calibration import probabilities
+    from acceptability.model.datamodule import split_loader
     from acceptability.model.module import load_classifier
     from acceptability.model.predict import predict_logits
 
     frame = read_split(raw / "validation.csv")
     meta = json.loads((tokenized / "meta.json").read_text())
-    datamodule = ColaDataModule(tokenized, batch_size, batch_size, meta["pad_token_id"])
-    datamodule.setup()
-    if not np.array_equal(datamodule.splits["validation"].arrays["idx"], frame["idx"].to_numpy()):
+    loader = split_loader(tokenized / "validation.npz", meta["pad_token_id"], batch_size)
+    if not np.array_equal(loader.dataset.arrays["idx"], frame["idx"].to_numpy()):
         raise UserError(f"{tokenized}/validation.npz and {raw}/validation.csv disagree on idx: re-run `dvc repro`")
     model = load_classifier(model_dir)
-    logits = predict_logits(model, datamodule.validation_loader(), desc="evaluate")
+    logits = predict_logits(model, loader, desc="evaluate")
     (metrics_dir / "reliability").mkdir(parents=True, exist_ok=True)
     calibration = calibration_outputs(frame, logits, model.temperature, metrics_dir)
     return write_outputs(frame, probabilities(logits)[:, 1], metrics_dir, calibration)

@@ -2,6 +2,7 @@
 
 import re
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -13,8 +14,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, get_lin
 from transformers.utils import logging as transformers_logging
 
 from acceptability import LABELS
+from acceptability.core.config import ModelShape, TrainConfig
 from acceptability.core.errors import UserError
-from acceptability.core.params import check_pooling, fraction, positive
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 LAYER = re.compile(r"\.layer\.(\d+)\.")
@@ -38,7 +39,6 @@ class SentenceClassifier(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, pooling: str):
         super().__init__()
-        check_pooling(pooling)
         if pooling != "cls":
             classifier = getattr(model, "classifier", None)
             if not isinstance(classifier, torch.nn.Linear) or not hasattr(model, "dropout"):
@@ -50,8 +50,9 @@ class SentenceClassifier(torch.nn.Module):
                 model.base_model.pooler = None  # unused outside cls; DDP rejects parameters without gradients
         model.config.classifier_pooling = pooling  # saved in config.json, read back by load_classifier
         self.model, self.pooling = model, pooling
-        # Fitted after training (acceptability.core.calibration) and saved in config.json: the logits leave divided by
-        # it, so torch, both ONNX exports (traced from this forward), the API and Lambda give the same probabilities.
+        # Fitted after training (acceptability.inference.calibration) and saved in config.json: the logits leave
+        # divided by it, so torch, both ONNX exports (traced from this forward), the API and Lambda give the same
+        # probabilities.
         self.temperature = float(getattr(model.config, "calibration_temperature", 1.0))
 
     def set_temperature(self, temperature: float) -> None:
@@ -87,14 +88,13 @@ def load_classifier(
     if not (Path(model_dir) / "model.safetensors").is_file():  # else from_pretrained would try the Hub
         raise UserError(f"{model_dir}/model.safetensors is missing: run `dvc repro` up to the stage that writes it")
     if num_layers is not None:
-        positive({"num_layers": num_layers}, "num_layers", int, "model")
         available = AutoConfig.from_pretrained(str(model_dir)).num_hidden_layers
         if num_layers > available:
             raise UserError(
                 f"params.yaml: model.num_layers must be null or 1..{available} "
                 f"({model_dir} has {available} layers), found {num_layers!r}"
             )
-        options["num_hidden_layers"] = int(num_layers)
+        options["num_hidden_layers"] = num_layers
     verbosity = transformers_logging.get_verbosity()
     # Its LOAD REPORT lists gaps that are expected here (a new head, a dropped pooler) as MISSING, which reads as
     # lost weights: check_loaded below accepts exactly those and names anything else.
@@ -155,15 +155,15 @@ def dropout_options(dropout: float | None) -> dict:
     """from_pretrained overrides for train.dropout; None keeps the model's own."""
     if dropout is None:
         return {}
-    fraction({"dropout": dropout}, "dropout", "train")
-    return {"hidden_dropout_prob": float(dropout), "attention_probs_dropout_prob": float(dropout)}
+    return {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
 
 
-def parameter_groups(
-    model: torch.nn.Module, lr: float, head_lr: float, decay: float, weight_decay: float, num_layers: int
-) -> list[dict]:
-    """AdamW groups with layer-wise LR decay: the head gets head_lr, layer i gets lr * decay**(num_layers - i),
-    the embeddings lr * decay**(num_layers + 1). Biases and LayerNorm weights get no weight decay."""
+def parameter_groups(model: torch.nn.Module, cfg: TrainConfig, num_layers: int) -> list[dict]:
+    """AdamW groups with layer-wise LR decay: the head gets head_learning_rate (null: learning_rate), layer i gets
+    learning_rate * decay**(num_layers - i), the embeddings learning_rate * decay**(num_layers + 1). Biases and
+    LayerNorm weights get no weight decay."""
+    lr, decay, weight_decay = cfg.learning_rate, cfg.layerwise_lr_decay, cfg.weight_decay
+    head_lr = cfg.head_learning_rate or lr
     groups: dict[tuple[float, float], list] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -190,26 +190,13 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int = len(LABELS)) -
 
 
 class AcceptabilityClassifier(L.LightningModule):
-    def __init__(
-        self,
-        model_dir: str,
-        learning_rate: float,
-        weight_decay: float,
-        warmup_ratio: float,
-        pooling: str = "cls",
-        head_learning_rate: float | None = None,
-        layerwise_lr_decay: float = 1.0,
-        dropout: float | None = None,
-        num_layers: int | None = None,
-        class_weights: list[float] | None = None,
-        label_smoothing: float = 0.0,
-        distill_weight: float = 0.0,
-        distill_temperature: float = 1.0,
-    ):
+    def __init__(self, model_dir: Path, shape: ModelShape, cfg: TrainConfig, class_weights: list[float] | None):
+        """class_weights: the loss's weight per class; None is plain cross-entropy."""
         super().__init__()
-        self.save_hyperparameters()
-        self.classifier = load_classifier(model_dir, pooling, num_layers, **dropout_options(dropout))
-        # A buffer, so it follows the module to the device; None is plain cross-entropy.
+        self.cfg = cfg
+        self.save_hyperparameters({"model": asdict(shape), "train": asdict(cfg)})  # primitives: the trackers' params
+        self.classifier = load_classifier(model_dir, shape.pooling, shape.num_layers, **dropout_options(cfg.dropout))
+        # A buffer, so it follows the module to the device.
         self.register_buffer(
             "class_weights", None if class_weights is None else torch.tensor(class_weights), persistent=False
         )
@@ -223,7 +210,7 @@ class AcceptabilityClassifier(L.LightningModule):
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
         """Cross-entropy on the gold labels; with a teacher, mixed with the distillation loss on its logits."""
-        hp, labels = self.hparams, batch["labels"]
+        hp, labels = self.cfg, batch["labels"]
         if "teacher_logits" not in batch or hp.distill_weight == 0:
             return F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=hp.label_smoothing)
         gold = labels >= 0  # perturbed sentences have only the teacher's logits (label -1)
@@ -269,16 +256,8 @@ class AcceptabilityClassifier(L.LightningModule):
         self.step(batch, ("val", "calibration")[dataloader_idx])  # the order of ColaDataModule.val_dataloader
 
     def configure_optimizers(self):
-        hp = self.hparams
-        model = self.classifier.model
-        groups = parameter_groups(
-            model,
-            hp.learning_rate,
-            hp.head_learning_rate or hp.learning_rate,
-            hp.layerwise_lr_decay,
-            hp.weight_decay,
-            model.config.num_hidden_layers,
-        )
+        hp, model = self.cfg, self.classifier.model
+        groups = parameter_groups(model, hp, model.config.num_hidden_layers)
         # The fused kernel is faster than the per-tensor loop on CPU (docs/decisions.md), and exists on CUDA too.
         optimizer = torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
         total = int(self.trainer.estimated_stepping_batches)

@@ -16,13 +16,13 @@ import pandas as pd
 
 from acceptability import LOGIT_COLUMNS
 from acceptability.core.atomic import atomic_path, write_json
-from acceptability.core.calibration import probabilities
 from acceptability.core.config import AugmentConfig, ModelShape, ModelSource, TrainConfig, max_seq_length
 from acceptability.core.params import section
 from acceptability.data.augment import by_operation, perturbations
 from acceptability.data.cola import read_split
 from acceptability.data.encode import load_tokenizer, tokenize_frames
 from acceptability.data.pretrained import WEIGHTS, fetch_pretrained
+from acceptability.inference.calibration import probabilities
 from acceptability.inference.hashing import sha256_file
 from acceptability.model.evaluation import score_predictions
 

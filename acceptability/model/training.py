@@ -1,4 +1,4 @@
-"""train(model, train) -> metrics: the whole training run, callable from the stage script and from tests."""
+"""train(model, cfg, paths) -> metrics: the whole training run, callable from the stage script and from tests."""
 
 import json
 import logging
@@ -29,14 +29,14 @@ from acceptability.model.predict import predict_acceptable
 from acceptability.model.tracking import log_wandb_results, make_loggers, wandb_logger
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainPaths:
-    pretrained: Path = Path("models/pretrained")
-    tokenized: Path = Path("data/tokenized")
-    raw: Path = Path("data/raw")
-    out: Path = Path("models/model")
-    checkpoints: Path = Path("models/checkpoints")
-    dvclive: Path = Path("metrics/train")
+    pretrained: Path
+    tokenized: Path
+    raw: Path
+    out: Path
+    checkpoints: Path
+    dvclive: Path
 
 
 RUN_RECORD = "run.json"
@@ -117,7 +117,7 @@ def build_trainer(
         num_nodes=train.num_nodes,
         strategy=train.strategy,
         precision=train.precision,
-        deterministic=bool(train.deterministic),
+        deterministic=train.deterministic,
         logger=loggers,
         gradient_clip_val=train.gradient_clip_val,
         gradient_clip_algorithm="norm",  # null: no clipping
@@ -179,41 +179,16 @@ def build(
     model: ModelShape, train: TrainConfig, pretrained: Path, tokenized: Path
 ) -> tuple[ColaDataModule, AcceptabilityClassifier]:
     """The data module and the LightningModule that the configs describe (shared with train_benchmark)."""
-    meta = json.loads((tokenized / "meta.json").read_text())
-    datamodule = ColaDataModule(
-        tokenized,
-        train.batch_size,
-        train.eval_batch_size,
-        meta["pad_token_id"],
-        train.num_workers,
-        train.seed,
-        distill=train.distill_weight > 0,
-        augmented=train.augmented_per_sentence,
-    )
+    datamodule = ColaDataModule(tokenized, train, json.loads((tokenized / "meta.json").read_text())["pad_token_id"])
     weights = None
     if train.class_weights == "balanced":
         weights = balanced_class_weights(load_encoded(tokenized / "train.npz")["labels"])
-    module = AcceptabilityClassifier(
-        str(pretrained),
-        train.learning_rate,
-        train.weight_decay,
-        train.warmup_ratio,
-        pooling=model.pooling,
-        head_learning_rate=train.head_learning_rate if train.head_learning_rate else None,
-        layerwise_lr_decay=train.layerwise_lr_decay,
-        dropout=train.dropout,
-        num_layers=model.num_layers,
-        class_weights=weights,
-        label_smoothing=train.label_smoothing,
-        distill_weight=train.distill_weight,
-        distill_temperature=train.distill_temperature,
-    )
-    return datamodule, module
+    return datamodule, AcceptabilityClassifier(pretrained, model, train, weights)
 
 
 def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int) -> float:
     """Fit the temperature on the held-out calibration split (none: `1.0`) and set it on the classifier."""
-    from acceptability.core.calibration import fit_temperature
+    from acceptability.inference.calibration import fit_temperature
     from acceptability.model.datamodule import split_loader
     from acceptability.model.predict import predict_logits
 
@@ -227,9 +202,8 @@ def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int)
     return temperature
 
 
-def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths | None = None) -> dict:
+def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths) -> dict:
     """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best SELECT_ON."""
-    paths = paths or TrainPaths()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)

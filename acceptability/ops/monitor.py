@@ -21,7 +21,7 @@ import pandas as pd
 
 from acceptability.core.atomic import atomic_path, write_json
 from acceptability.core.errors import UserError, run_cli
-from acceptability.inference.card import ModelFilesError, read_card
+from acceptability.inference.card import ModelFilesError, read_card, variant_baseline
 
 MODERATE, DRIFT = 0.1, 0.25
 FEATURES = {"confidence": "confidence", "sentence_tokens": "tokens"}  # report name -> the baseline's and logs' key
@@ -62,12 +62,9 @@ def baseline_of(model_dir: Path, live: pd.DataFrame) -> tuple[str, dict]:
     """The variant most of the logs were served by, and its baseline from the model card."""
     variant = Counter(live["variant"]).most_common(1)[0][0]
     try:
-        baseline = read_card(model_dir).get("drift_baseline", {}).get(variant)
+        return variant, variant_baseline(read_card(model_dir), variant)
     except ModelFilesError as err:
-        raise UserError(str(err)) from None
-    if baseline is None:
-        raise UserError(f"{model_dir}/model_card.json has no drift baseline for {variant}: re-run `dvc repro export`")
-    return variant, baseline
+        raise UserError(f"{model_dir}: {err}") from None
 
 
 def buckets(le: dict) -> tuple[np.ndarray, np.ndarray]:

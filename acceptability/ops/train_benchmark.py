@@ -93,7 +93,7 @@ def pipeline_sps(
         accelerator="cpu",
         devices=1,
         precision=precision,
-        deterministic=bool(train.deterministic),
+        deterministic=train.deterministic,
         logger=loggers,
         callbacks=[clock],
         limit_val_batches=0,

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from acceptability.inference.card import ModelFilesError, variant_baseline
 from acceptability.serving.batcher import MicroBatcher, QueueFull
 from acceptability.serving.guard import Guard, error
 from acceptability.serving.memory import return_freed_memory
@@ -67,11 +68,10 @@ async def client_left(request: Request) -> None:
 
 def watch_drift(predictor, metrics: Metrics) -> None:
     """The served variant's validation baseline, from its card, as the gauges the drift rules compare with."""
-    baseline = predictor.card.get("drift_baseline", {}).get(predictor.variant)
-    if baseline is None:  # a card from an export before baselines: serve, but the drift rules compare nothing
-        log.warning("the model card has no drift baseline for %s: re-run `dvc repro export`", predictor.variant)
-    else:
-        metrics.set_baseline(baseline)
+    try:
+        metrics.set_baseline(variant_baseline(predictor.card, predictor.variant))
+    except ModelFilesError as err:  # serve, but the drift rules compare nothing
+        log.warning("%s", err)
 
 
 def create_app(settings: ServeSettings | None = None) -> "Guard":

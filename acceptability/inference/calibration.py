@@ -1,4 +1,5 @@
-"""Temperature scaling and expected calibration error, in numpy (serving and the gates use them without torch).
+"""Probabilities, temperature scaling and expected calibration error, in numpy: the predictor, the training run
+and the export gates share them, without torch.
 
 Dividing both logits by one T > 0 keeps their order, so the argmax label, and every MCC, stays the same.
 """
