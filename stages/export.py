@@ -1,9 +1,10 @@
 """Stage `export`: models/model/ -> models/onnx/ (model.onnx fp32, model.int8.onnx, tokenizer.json, model_card.json).
 
-Params: export.*, data.max_seq_length, model.name. Gates: fp32 logits within export.max_abs_logit_diff of torch on the
-whole validation set (else the stage fails); int8 MCC within export.max_int8_mcc_drop of fp32 on this CPU and under
-qemu as each of export.emulated_isas (else the card marks int8 as not for serving). The card carries a golden set
-that servers check themselves with. Writes metrics/export.json, with each variant's calibration error.
+Params: export.*, data.max_seq_length, model.name. int8's smoothing factors come from train rows. Gates: fp32 logits
+within export.max_abs_logit_diff of torch on the whole validation set (else the stage fails); int8 MCC within
+export.max_int8_mcc_drop of fp32 on this CPU and under qemu as each of export.emulated_isas (else the card marks int8
+as not for serving). The card carries a golden set that servers check themselves with. Writes metrics/export.json,
+with each variant's calibration error.
 """
 
 import argparse
@@ -28,10 +29,12 @@ def main() -> None:
     cfg, max_len = ExportConfig.from_section(section(params, "export")), max_seq_length(params)
     model_name = section(params, "model")["name"]
 
+    from acceptability.data.encode import load_encoded
     from acceptability.export.build import export_onnx, validation_inputs
 
     arrays, sentences = validation_inputs(args.tokenized, args.raw)
-    result = export_onnx(args.model, arrays, sentences, args.out, cfg, max_len, model_name)
+    splits = {"train": load_encoded(args.tokenized / "train.npz"), "validation": arrays}
+    result = export_onnx(args.model, splits, sentences, args.out, cfg, max_len, model_name)
     write_json(args.metrics, result)
     fp32, int8 = result["onnx_fp32"], result["onnx_int8"]
     verdict = "servable" if result["int8_servable"] else "NOT servable (the server falls back to fp32)"

@@ -227,6 +227,7 @@ def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     """A temperature in the model's config: torch, ONNX fp32 and int8, the HTTP API and Lambda all give
     softmax(raw logits / T), and the card records T."""
     from acceptability.core.params import load_params
+    from acceptability.data.encode import load_encoded
     from acceptability.export.build import export_onnx, validation_inputs
     from acceptability.inference.card import read_card
     from acceptability.inference.predictor import Predictor
@@ -238,9 +239,11 @@ def test_calibration_is_applied_on_every_path(exported, tmp_path, monkeypatch):
     config = json.loads((model_dir / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps(config | {"calibration_temperature": 2.5}))
     params = load_params(exported / "params.yaml")
+    arrays, sentences = validation_inputs(exported / "data/tokenized", exported / "data/raw")
     result = export_onnx(
         model_dir,
-        *validation_inputs(exported / "data/tokenized", exported / "data/raw"),
+        {"train": load_encoded(exported / "data/tokenized/train.npz"), "validation": arrays},
+        sentences,
         tmp_path / "onnx",
         ExportConfig.from_section(params["export"]),
         64,

@@ -65,7 +65,17 @@ def test_model_card_records_labels_hashes_metrics_and_gates(exported):
         "weight_type": export["weight_type"],
         "per_channel": export["per_channel"],
         "reduce_range": export["reduce_range"],
-        "fp32_nodes": [f"/model/bert/encoder/layer.{i}/output/dense/MatMul" for i in (0, 1)],
+        "smoothed_nodes": [
+            name
+            for i in (0, 1)
+            for name in (
+                f"Attention_{i}",
+                f"/model/bert/encoder/layer.{i}/intermediate/dense/MatMul",
+                f"/model/bert/encoder/layer.{i}/output/dense/MatMul",
+            )
+        ],
+        "smooth_alpha": export["smooth_alpha"],
+        "fp32_nodes": [],
         "servable": card["gates"]["int8_mcc_drop"] <= export["max_int8_mcc_drop"],
     }  # the params that made it
     assert card["calibration"]["temperature"] == 1.0  # this stand-in was never calibrated
@@ -206,7 +216,7 @@ def test_fp32_node_patterns_that_name_no_node_are_an_error(exported, tmp_path, m
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         "error: params.yaml: export.fp32_nodes: none of ['layer.7/output/dense/', 'layer.8/output/dense/'] is in a "
-        "node name of fused.tmp.onnx"
+        "node name of the graph int8 quantizes"
     )
     assert not (tmp_path / "project/models/onnx").exists()
 

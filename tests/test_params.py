@@ -111,6 +111,10 @@ def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):
         TrainConfig.from_section({**base_params["train"], "distill_weight": 1.5})
     with pytest.raises(UserError, match="augmented_per_sentence > 0 needs train.distill_weight > 0"):
         TrainConfig.from_section({**base_params["train"], "augmented_per_sentence": 1, "distill_weight": 0.0})
+    with pytest.raises(UserError, match="teacher.train.augmented_per_sentence > 0 needs teacher.train.distill"):
+        TrainConfig.from_section(
+            {**base_params["teacher"]["train"], "augmented_per_sentence": 1, "distill_weight": 0.0}, "teacher.train"
+        )
 
 
 def test_one_int8_threshold_for_the_export_gate_and_the_promotion(base_params):
@@ -141,6 +145,13 @@ def test_every_key_of_params_yaml_is_a_typed_config_field(base_params):
         ("export", "ExportConfig", {"fuse": "yes"}, "export.fuse must be true or false, found 'yes'"),
         ("export", "ExportConfig", {"opset": 0}, "export.opset must be a positive integer, found 0"),
         ("export", "ExportConfig", {"per_chanel": True}, "export has keys no code reads: per_chanel"),
+        (
+            "export",
+            "ExportConfig",
+            {"smooth_nodes": ["/dense/", "layer.(0"]},
+            "export.smooth_nodes must be a list of regular expressions ('layer.(0': missing ), unterminated subpattern",
+        ),
+        ("export", "ExportConfig", {"smooth_alpha": 1.5}, "export.smooth_alpha must be in [0, 1], found 1.5"),
         ("benchmark", "BenchmarkConfig", {"warmup": -1}, "benchmark.warmup must be a positive integer, found -1"),
         ("benchmark", "BenchmarkConfig", {"max_sentences": 0}, "benchmark.max_sentences must be a positive integer"),
         ("evaluate", "EvaluateConfig", {"batch_size": 1.5}, "evaluate.batch_size must be a positive integer"),

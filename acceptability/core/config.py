@@ -41,7 +41,12 @@ class Section:
 
     @classmethod
     def from_section(cls, values: dict, where: str = ""):
-        return build(cls, values, where or cls.WHERE, cls.WHOLE)
+        config = build(cls, values, where or cls.WHERE, cls.WHOLE)
+        config.check_together(where or cls.WHERE)
+        return config
+
+    def check_together(self, where: str) -> None:
+        """The rules between fields, once each field passed its own; `where`: the section, for the message."""
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,10 @@ class TrainConfig(Section):
     distill_temperature: float = rule(check.positive)
     augmented_per_sentence: int = rule(check.natural)
 
-    def __post_init__(self):
+    def check_together(self, where: str) -> None:
         if self.augmented_per_sentence and not self.distill_weight:
             raise UserError(
-                f"params.yaml: {self.WHERE}.augmented_per_sentence > 0 needs {self.WHERE}.distill_weight > 0: the "
+                f"params.yaml: {where}.augmented_per_sentence > 0 needs {where}.distill_weight > 0: the "
                 "perturbed sentences have only the teacher's logits, no gold label"
             )
 
@@ -166,6 +171,9 @@ class ExportConfig(Section):
     per_channel: bool = rule(check.flag)
     reduce_range: bool = rule(check.flag)
     fp32_nodes: list = rule(check.names)  # parts of node names
+    smooth_nodes: list = rule(check.patterns)  # regular expressions on node names
+    smooth_alpha: float = rule(check.share)
+    smooth_rows: int = rule(check.count)
     max_abs_logit_diff: float = rule(check.positive)
     max_int8_mcc_drop: float = rule(check.non_negative)
     emulated_isas: list = rule(check.distinct(EMULATED_ISAS))

@@ -1,5 +1,6 @@
 """Read params.yaml, and the checks a config field declares: each converts a value or says what it must be."""
 
+import re
 from dataclasses import field, fields
 from pathlib import Path
 
@@ -132,6 +133,16 @@ def mapping(value) -> dict:
 def names(value) -> list:
     if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
         raise Invalid("a list of non-empty names")
+    return value
+
+
+def patterns(value) -> list:
+    """A list of regular expressions (matched with re.search)."""
+    for item in names(value):
+        try:
+            re.compile(item)
+        except re.error as error:
+            raise Invalid(f"a list of regular expressions ({item!r}: {error})") from None
     return value
 
 

@@ -68,7 +68,9 @@ def fp32_nodes(graph: Path, parts: list) -> list[str]:
     names = [node.name for node in onnx.load(str(graph), load_external_data=False).graph.node]
     unmatched = [part for part in parts if not any(part in name for name in names)]
     if parts and len(unmatched) == len(parts):
-        raise UserError(f"params.yaml: export.fp32_nodes: none of {parts} is in a node name of {graph.name}")
+        raise UserError(
+            f"params.yaml: export.fp32_nodes: none of {parts} is in a node name of the graph int8 quantizes"
+        )
     if unmatched:
         print(f"export.fp32_nodes: {unmatched} name no node of this model; int8 keeps the others in fp32")
     return [name for name in names if any(part in name for part in parts)]
@@ -124,23 +126,29 @@ def calibration_report(labels: np.ndarray, logits: np.ndarray, temperature: floa
     }
 
 
-def build_variants(model_dir: Path, folder: Path, cfg: ExportConfig) -> tuple[torch.nn.Module, list[str]]:
-    """model.onnx (fp32), model.int8.onnx and tokenizer.json into folder; returns the torch model and the nodes
-    int8 keeps in fp32."""
+def build_variants(model_dir: Path, folder: Path, cfg: ExportConfig, train: dict) -> tuple[torch.nn.Module, dict]:
+    """model.onnx (fp32), model.int8.onnx and tokenizer.json into folder, int8 smoothed on `train`'s rows (the
+    tokenized train split); returns the torch model and the nodes int8 smoothed and kept in fp32."""
+    from acceptability.export.smooth import smooth
     from acceptability.inference.card import VARIANT_FILES
 
     config = json.loads((model_dir / "config.json").read_text())
     fp32 = folder / VARIANT_FILES["fp32"]
     model = export_fp32(model_dir, fp32, cfg.opset)
     shutil.copyfile(model_dir / "tokenizer.json", folder / "tokenizer.json")
-    to_quantize = fp32
-    if cfg.fuse:
-        to_quantize = folder / "fused.tmp.onnx"
-        fuse(fp32, to_quantize, config["num_attention_heads"], config["hidden_size"])
-    kept = quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], cfg)
-    if cfg.fuse:
-        to_quantize.unlink()
-    return model, kept
+    with tempfile.TemporaryDirectory() as tmp:
+        to_quantize = fp32
+        if cfg.fuse:
+            to_quantize = Path(tmp) / "fused.onnx"
+            fuse(fp32, to_quantize, config["num_attention_heads"], config["hidden_size"])
+        smoothed = []
+        if cfg.smooth_nodes:
+            smoothed = smooth(
+                to_quantize, Path(tmp) / "smoothed.onnx", cfg.smooth_nodes, cfg.smooth_alpha, train, cfg.smooth_rows
+            )
+            to_quantize = Path(tmp) / "smoothed.onnx"
+        kept = quantize_int8(to_quantize, folder / VARIANT_FILES["int8"], cfg)
+    return model, {"smoothed_nodes": smoothed, "fp32_nodes": kept}
 
 
 def int8_by_isa(int8: Path, arrays: dict, logits: dict, isas: list) -> tuple[dict, dict]:
@@ -220,7 +228,9 @@ def int8_verdict(by_isa: dict, cfg: ExportConfig) -> dict:
     return {"int8_mcc_drop": drop, "int8_agreement": agreement, "int8_servable": drop <= cfg.max_int8_mcc_drop}
 
 
-def card_results(arrays: dict, sentences: list[str], logits: dict, reference: dict, temperature: float, cfg) -> dict:
+def card_results(
+    arrays: dict, sentences: list[str], logits: dict, reference: dict, temperature: float, cfg: ExportConfig
+) -> dict:
     """What the card records of the variants' validation logits: metrics and ECE, the golden set (from `reference`,
     the logits every CPU must match) and the drift baselines."""
     from acceptability.export.parity import variant_metrics
@@ -238,19 +248,20 @@ def card_results(arrays: dict, sentences: list[str], logits: dict, reference: di
 
 
 def export_onnx(
-    model_dir: Path, arrays: dict, sentences: list[str], out: Path, cfg: ExportConfig, max_len: int, model_name: str
+    model_dir: Path, splits: dict, sentences: list[str], out: Path, cfg: ExportConfig, max_len: int, model_name: str
 ) -> dict:
     """Export, gate and card: fp32 logits within cfg's max_abs_logit_diff of torch on the whole validation set
     (else UserError); int8 servable when its MCC drop is within max_int8_mcc_drop on this CPU and on each of
-    cfg.emulated_isas. arrays: the tokenized validation split; sentences: its text, in the same order. Returns the
-    stage's metrics."""
+    cfg.emulated_isas. splits: the tokenized "train" (int8's smoothing) and "validation" splits; sentences: the
+    validation text, in the same order. Returns the stage's metrics."""
     from acceptability.core.atomic import atomic_path
     from acceptability.export.isa import onnx_logits, session_of
     from acceptability.inference.card import VARIANT_FILES, build_card, write_card
 
     with atomic_path(out) as folder:
         folder.mkdir()
-        model, kept = build_variants(model_dir, folder, cfg)
+        arrays = splits["validation"]
+        model, int8_recipe = build_variants(model_dir, folder, cfg, splits["train"])
         sessions = {variant: session_of(folder / name, 0) for variant, name in VARIANT_FILES.items()}
         max_diff = parity_gate(sessions["fp32"], model, arrays, cfg)
         # Metrics at batch 1: int8's activation scales are computed per call, so a sentence's own call is what it
@@ -262,7 +273,7 @@ def export_onnx(
         reference = {"fp32": logits["fp32"], "int8": int8_logits.get("vnni", logits["int8"])}
         results = card_results(arrays, sentences, logits, reference, model.temperature, cfg)
         gates = {"fp32_max_abs_logit_diff": max_diff, **verdict, "int8_by_isa": by_isa}
-        write_card(folder, build_card(folder, cfg, max_len, model_name, results | {"gates": gates, "fp32_nodes": kept}))
+        write_card(folder, build_card(folder, cfg, max_len, model_name, results | {"gates": gates} | int8_recipe))
     metrics = results["metrics"]
     return {
         "onnx_fp32": metrics["fp32"],

@@ -38,6 +38,8 @@ def build_card(folder: Path, export_cfg, max_len: int, model_name: str, results:
             "weight_type": export_cfg.weight_type,
             "per_channel": export_cfg.per_channel,
             "reduce_range": export_cfg.reduce_range,
+            "smoothed_nodes": results["smoothed_nodes"],
+            "smooth_alpha": export_cfg.smooth_alpha,
             "fp32_nodes": results["fp32_nodes"],
             "servable": servable,
         },
