@@ -205,14 +205,20 @@ def test_missing_qemu_stops_the_stage_with_what_to_do(exported, tmp_path, monkey
     assert not (tmp_path / "project/models/onnx").exists()
 
 
-def test_fp32_node_patterns_that_name_no_node_are_an_error(exported, tmp_path, monkeypatch):
+def export_with(exported, tmp_path, monkeypatch, **changes) -> subprocess.CompletedProcess:
+    """The export stage, in a copy of the exported project without its ONNX, with export params changed."""
     shutil.copytree(exported, tmp_path / "project")
     monkeypatch.chdir(tmp_path / "project")
     shutil.rmtree("models/onnx")
     params = yaml.safe_load(open("params.yaml"))
-    params["export"]["fp32_nodes"] = ["layer.7/output/dense/", "layer.8/output/dense/"]  # the tiny model has 2
+    params["export"].update(changes)
     open("params.yaml", "w").write(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True)
+    return subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True)
+
+
+def test_fp32_node_patterns_that_name_no_node_are_an_error(exported, tmp_path, monkeypatch):
+    # the tiny model has 2 layers
+    result = export_with(exported, tmp_path, monkeypatch, fp32_nodes=["layer.7/output/dense/", "layer.8/output/dense/"])
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (
         "error: params.yaml: export.fp32_nodes: none of ['layer.7/output/dense/', 'layer.8/output/dense/'] is in a "
@@ -227,3 +233,10 @@ def test_missing_model_folder_is_named_instead_of_asking_the_hub(tmp_path):
 
     with pytest.raises(UserError, match=r"nowhere/model.safetensors is missing: run `dvc repro`"):
         load_classifier(tmp_path / "nowhere")
+
+
+def test_export_stage_refuses_a_bad_smoothing_pattern_before_exporting(exported, tmp_path, monkeypatch):
+    result = export_with(exported, tmp_path, monkeypatch, smooth_nodes=["layer.[0"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: params.yaml: export.smooth_nodes must be a list of regular expressions")
+    assert not (tmp_path / "project/models/onnx").exists()

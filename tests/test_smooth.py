@@ -2,15 +2,10 @@
 and refused when it names no node."""
 
 import json
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
-import yaml
-from conftest import ROOT
 
 from acceptability.core.errors import UserError
 from acceptability.data.encode import load_encoded
@@ -75,16 +70,3 @@ def test_smooth_nodes_that_match_no_node_are_an_error(fused, tmp_path):
     with pytest.raises(UserError, match=r"export.smooth_nodes: none of \['layer.9/'\] matches a linear node"):
         smooth(fused, tmp_path / "out.onnx", ["layer.9/"], 0.85, {"input_ids": [], "offsets": [0]}, 1)
     assert not (tmp_path / "out.onnx").exists()
-
-
-def test_export_stage_refuses_a_bad_pattern_before_exporting(exported, tmp_path, monkeypatch):
-    shutil.copytree(exported, tmp_path / "project")
-    monkeypatch.chdir(tmp_path / "project")
-    shutil.rmtree("models/onnx")
-    params = yaml.safe_load(open("params.yaml"))
-    params["export"]["smooth_nodes"] = ["layer.[0"]
-    open("params.yaml", "w").write(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(ROOT / "stages/export.py")], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: params.yaml: export.smooth_nodes must be a list of regular expressions")
-    assert not (tmp_path / "project/models/onnx").exists()
