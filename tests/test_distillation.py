@@ -360,3 +360,52 @@ def test_the_teacher_record_counts_copies_and_unacceptable_calls_per_operation()
         "inflection": {"copies": 1, "unacceptable_share": 0.0},
         "swap": {"copies": 3, "unacceptable_share": 0.6667},
     }
+
+
+def test_the_teacher_stage_trains_each_seed_and_writes_the_mean_of_their_logits(tiny_teacher):
+    from acceptability.model.evaluation import score_predictions
+
+    record = json.loads((tiny_teacher / "record.json").read_text())
+    assert [member["seed"] for member in record["members"]] == record["params"]["seeds"] == [42, 1]
+    assert "seed" not in record["params"]["train"]
+    validation = pd.read_csv(tiny_teacher / "validation.csv")
+    raw = pd.read_csv(tiny_teacher.parent / "raw/validation.csv")
+    logits = validation[["logit_unacceptable", "logit_acceptable"]].to_numpy()
+    scores = score_predictions(raw, probabilities(logits)[:, 1])
+    assert scores["val"]["mcc"] == pytest.approx(record["scores"]["val"]["mcc"], abs=1e-6)
+    live = tiny_teacher.parent.parent / "metrics/teacher"
+    metrics = json.loads((live / "metrics.json").read_text())
+    assert metrics["val"] == record["scores"]["val"]["mcc"] and set(metrics["seeds"]) == {"42", "1"}
+    for member in record["members"]:
+        assert metrics["seeds"][str(member["seed"])]["val"] == member["scores"]["val"]["mcc"]
+        assert (live / "seeds" / str(member["seed"]) / "metrics.json").is_file()  # each seed's dvclive curves
+
+
+def test_a_finished_teacher_seed_is_reused_after_an_interruption_unless_its_inputs_changed(
+    prepared, params, tmp_path, capsys, monkeypatch
+):
+    from dataclasses import replace
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+    from acceptability.core.config import ModelShape
+    from acceptability.model.teacher import teacher_sections, train_member
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "pretrained").symlink_to(prepared / "models/pretrained")
+    (work / "tokenized").symlink_to(prepared / "data/tokenized")
+    shape = ModelShape.from_section(params["model"])
+    cfg = teacher_sections(params)[2][0]
+    pad = json.loads((prepared / "data/tokenized/meta.json").read_text())["pad_token_id"]
+    first = train_member(shape, cfg, work, prepared / "data/raw", tmp_path / "live", pad)
+    again = train_member(shape, cfg, work, prepared / "data/raw", tmp_path / "live", pad)
+    assert "already trained" in capsys.readouterr().err
+    assert again["fine_tuned_sha256"] == first["fine_tuned_sha256"]
+    for split in ("train", "validation", "augmented"):
+        np.testing.assert_array_equal(again["logits"][split], first["logits"][split])
+    train_member(
+        shape, replace(cfg, learning_rate=cfg.learning_rate / 2), work, prepared / "data/raw", tmp_path / "l", pad
+    )
+    assert "already trained" not in capsys.readouterr().err
+    assert len(list((prepared / "wandb").glob("offline-run-*"))) == 2  # each training its own W&B run

@@ -3,7 +3,7 @@
 import re
 import subprocess
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 import yaml
@@ -23,6 +23,7 @@ from acceptability.core.config import (
 )
 from acceptability.core.errors import UserError
 from acceptability.core.params import Invalid, known_models
+from acceptability.model.teacher import teacher_sections
 
 
 def test_params_yaml_is_the_composition_of_conf(tmp_path, base_params):
@@ -37,6 +38,27 @@ def test_every_model_group_composes(tmp_path, group):
     assert params["model"]["name"] == group
     assert params["train"]["learning_rate"] == 1e-4
     assert model_group(group, ROOT / "conf") == group
+
+
+@pytest.mark.parametrize("recipe", sorted(path.stem for path in (ROOT / "conf/experiment").glob("*.yaml")))
+def test_each_recipe_in_conf_experiment_is_one_override_that_changes_only_what_it_names(tmp_path, base_params, recipe):
+    """dvc exp run -S '+experiment=<recipe>' composes a valid params.yaml: the same as the default except the keys
+    the recipe's file sets."""
+    params = compose(tmp_path, [f"+experiment={recipe}"])
+    recipe_file = yaml.safe_load((ROOT / "conf/experiment" / f"{recipe}.yaml").read_text())
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        """{"a.b": value} for every leaf of a nested mapping."""
+        leaves = {}
+        for key, value in tree.items():
+            leaves |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return leaves
+
+    composed, default = flat(params), flat(base_params)
+    changed = {key for key in composed.keys() | default.keys() if composed.get(key) != default.get(key)}
+    assert changed == set(flat(recipe_file)) and changed
+    TrainConfig.from_section(params["train"])
+    teacher_sections(params)
 
 
 def test_known_models_are_the_conf_groups():
@@ -106,15 +128,30 @@ def test_typed_configs_need_every_key_and_refuse_unknown_ones(base_params):
     with pytest.raises(UserError, match="params.yaml: train lacks warmup_ratio; conf/ sets every key"):
         TrainConfig.from_section(missing)
     with pytest.raises(UserError, match="teacher.train has keys no code reads: learnig_rate"):
-        TrainConfig.from_section({**base_params["teacher"]["train"], "learnig_rate": 1e-4}, "teacher.train")
+        teacher_sections(with_teacher(base_params, train={"learnig_rate": 1e-4}))
     with pytest.raises(UserError, match="train.distill_weight must be in"):
         TrainConfig.from_section({**base_params["train"], "distill_weight": 1.5})
     with pytest.raises(UserError, match="augmented_per_sentence > 0 needs train.distill_weight > 0"):
         TrainConfig.from_section({**base_params["train"], "augmented_per_sentence": 1, "distill_weight": 0.0})
     with pytest.raises(UserError, match="teacher.train.augmented_per_sentence > 0 needs teacher.train.distill"):
-        TrainConfig.from_section(
-            {**base_params["teacher"]["train"], "augmented_per_sentence": 1, "distill_weight": 0.0}, "teacher.train"
-        )
+        teacher_sections(with_teacher(base_params, train={"augmented_per_sentence": 1, "distill_weight": 0.0}))
+
+
+def with_teacher(params: dict, train: dict | None = None, **changes) -> dict:
+    """params with the teacher section changed: `train` merged into teacher.train, `changes` set beside it."""
+    teacher = params["teacher"]
+    return {**params, "teacher": {**teacher, "train": {**teacher["train"], **(train or {})}, **changes}}
+
+
+def test_one_teacher_per_seed_and_the_seeds_checked(base_params):
+    members = teacher_sections(base_params)[2]
+    assert [cfg.seed for cfg in members] == base_params["teacher"]["seeds"] and len(members) >= 2
+    assert len({replace(cfg, seed=0) for cfg in members}) == 1  # the same recipe, only the seed differs
+    for wrong in ([], [1, 1], [-1], "42", None):
+        with pytest.raises(UserError, match=r"teacher.seeds must be a non-empty list of distinct integers >= 0"):
+            teacher_sections(with_teacher(base_params, seeds=wrong))
+    with pytest.raises(UserError, match="teacher.train.seed is not read: the teacher's seeds are teacher.seeds"):
+        teacher_sections(with_teacher(base_params, train={"seed": 3}))
 
 
 def test_one_int8_threshold_for_the_export_gate_and_the_promotion(base_params):
@@ -133,6 +170,8 @@ def test_every_key_of_params_yaml_is_a_typed_config_field(base_params):
     assert set(base_params["model"]) == names(ModelSource, ModelShape)
     assert set(base_params["teacher"]["model"]) == names(ModelSource, ModelShape)
     assert set(base_params["teacher"]["augment"]) == names(AugmentConfig)
+    assert set(base_params["teacher"]) == {"model", "seeds", "train", "augment"}
+    assert set(base_params["teacher"]["train"]) | {"seed"} == names(TrainConfig)  # one seed per teacher.seeds
     for key, cls in [("train", TrainConfig), ("evaluate", EvaluateConfig), ("export", ExportConfig)]:
         assert set(base_params[key]) == names(cls)
     assert set(base_params["benchmark"]) == names(BenchmarkConfig)

@@ -145,7 +145,8 @@ def test_frozen_teacher_reruns_only_when_unfrozen_and_records_its_weights(repo, 
     assert ran_stages(teacher_rerun.stdout) == ["download", "teacher"]
     assert yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["teacher"]["frozen"] is True
     record = json.loads((repo / "data/teacher/record.json").read_text())
-    assert len(record["fine_tuned_sha256"]) == 64 and record["pretrained"]["sha256_verified"]
+    assert [m["seed"] for m in record["members"]] == record["params"]["seeds"] == [42, 1]
+    assert all(len(m["fine_tuned_sha256"]) == 64 for m in record["members"]) and record["pretrained"]["sha256_verified"]
     copies = yaml.safe_load((ROOT / "conf/teacher/default.yaml").read_text())["augment"]["copies"]
     assert record["params"]["model"]["name"] == "tiny_local" and record["params"]["augment"]["copies"] == copies
     assert len((repo / "data/teacher/augmented.csv").read_text().splitlines()) == 1 + copies * 32

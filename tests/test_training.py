@@ -219,6 +219,27 @@ def test_kept_layers_and_balanced_smoothed_clipped_loss_carry_through_training_a
     assert card["gates"]["fp32_max_abs_logit_diff"] <= 1e-4
 
 
+def test_frozen_embeddings_and_layers_keep_their_pretrained_weights(prepared, params):
+    from safetensors.torch import load_file
+
+    from acceptability.core.errors import UserError
+    from acceptability.model.module import AcceptabilityClassifier
+
+    params["train"].update(freeze_embeddings=True, frozen_layers=1)
+    (prepared / "params.yaml").write_text(yaml.safe_dump(params))
+    train_and_evaluate(prepared, params, "frozen")
+    before = load_file(prepared / "models/pretrained/model.safetensors")
+    saved = load_file(prepared / "frozen/model/model.safetensors")
+    after = {name.removeprefix("bert."): weight for name, weight in saved.items()}
+    kept = {name for name in before if name.startswith(("embeddings.", "encoder.layer.0."))}
+    assert kept and all(after[name].equal(before[name]) for name in kept)
+    trained = [name for name in before if name.startswith("encoder.layer.1.")]
+    assert trained and not any(after[name].equal(before[name]) for name in trained)
+    with pytest.raises(UserError, match=r"frozen_layers must be at most the model's 2 layers, found 3"):
+        shape = ModelShape("bert_tiny", "cls", None)
+        AcceptabilityClassifier(prepared / "models/pretrained", shape, train_config(frozen_layers=3), None)
+
+
 def test_balanced_class_weights_and_their_errors(tiny_model_dir):
     import numpy as np
 

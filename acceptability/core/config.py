@@ -90,6 +90,8 @@ class TrainConfig(Section):
     distill_weight: float = rule(check.share)  # 0: no teacher
     distill_temperature: float = rule(check.positive)
     augmented_per_sentence: int = rule(check.natural)
+    freeze_embeddings: bool = rule(check.flag)
+    frozen_layers: int = rule(check.natural)  # at most the model's layers: checked when it is loaded
 
     def check_together(self, where: str) -> None:
         if self.augmented_per_sentence and not self.distill_weight:
@@ -151,6 +153,14 @@ class AugmentConfig(Section):
     copies: int = rule(check.natural)
     seed: int = rule(check.natural)
     operations: list = rule(check.distinct(AUGMENT_OPERATIONS, least=1))
+
+
+@dataclass(frozen=True)
+class TeacherSeeds(Section):
+    """teacher.seeds: one teacher is trained per seed, and the student learns the mean of their logits."""
+
+    WHERE, WHOLE = "teacher", False
+    seeds: list = rule(check.seeds)
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,21 @@ def parameter_groups(model: torch.nn.Module, cfg: TrainConfig, num_layers: int) 
     return [{"params": params, "lr": rate, "weight_decay": wd} for (rate, wd), params in groups.items()]
 
 
+def freeze_bottom(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Keep the embeddings (cfg.freeze_embeddings) and the first cfg.frozen_layers encoder layers as pretrained."""
+    layers = model.config.num_hidden_layers
+    if cfg.frozen_layers > layers:
+        raise UserError(
+            f"params.yaml: frozen_layers must be at most the model's {layers} layers, found {cfg.frozen_layers} "
+            "(train.frozen_layers, or teacher.train.frozen_layers for the teacher)"
+        )
+    for name, parameter in model.named_parameters():
+        layer = LAYER.search(f".{name}")
+        embedding = cfg.freeze_embeddings and ".embeddings." in f".{name}"
+        if embedding or (layer is not None and int(layer.group(1)) < cfg.frozen_layers):
+            parameter.requires_grad_(False)
+
+
 def balanced_class_weights(labels: np.ndarray, num_classes: int = len(LABELS)) -> list[float]:
     """n / (classes * count): each class weighs the same in the loss (most of CoLA's train split is acceptable)."""
     counts = np.bincount(labels, minlength=num_classes)
@@ -196,6 +211,7 @@ class AcceptabilityClassifier(L.LightningModule):
         self.cfg = cfg
         self.save_hyperparameters({"model": asdict(shape), "train": asdict(cfg)})  # primitives: the trackers' params
         self.classifier = load_classifier(model_dir, shape.pooling, shape.num_layers, **dropout_options(cfg.dropout))
+        freeze_bottom(self.classifier.model, cfg)
         # A buffer, so it follows the module to the device.
         self.register_buffer(
             "class_weights", None if class_weights is None else torch.tensor(class_weights), persistent=False

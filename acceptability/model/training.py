@@ -251,5 +251,7 @@ def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths) -> dict:
         log_wandb_results(wandb, read_split(paths.raw / "validation.csv"), p_acceptable)
     for logger in loggers:
         logger.finalize("success")
+    if wandb is not None:  # so that a second train() here (the teacher's next seed) starts a W&B run of its own
+        wandb.experiment.finish()
     shutil.rmtree(paths.checkpoints, ignore_errors=True)  # finished: nothing to resume
     return result

@@ -85,13 +85,25 @@ def teacher(folder: Path) -> list[str]:
         return []
     record = json.loads(path.read_text())
     scores, params = record["scores"], record["params"]
+
+    def mccs(s: dict, mark: str = "") -> str:
+        parts = ("val", "val_in_domain", "val_out_of_domain")
+        return " | ".join(f"{mark}{s[part]['mcc']:.4f}{mark}" for part in parts)
+
     return [
         "## Teacher (`data/teacher/record.json`, the frozen stage)",
         "",
-        f"`{params['model']['name']}` fine-tuned for {record['epochs_run']} of "
-        f"{params['train']['num_train_epochs']} epochs (best kept): validation MCC {scores['val']['mcc']:.4f} "
-        f"(in-domain {scores['val_in_domain']['mcc']:.4f}, out-of-domain {scores['val_out_of_domain']['mcc']:.4f}); "
-        f"fine-tuned weights sha256 `{record['fine_tuned_sha256'][:16]}…`.",
+        f"`{params['model']['name']}` fine-tuned once per seed for up to {params['train']['num_train_epochs']} epochs, "
+        "each keeping the epoch its calibration MCC chose; the student learns the mean of their logits.",
+        "",
+        "| teacher | epoch kept | val MCC | in-domain | out-of-domain | fine-tuned weights sha256 |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *[
+            f"| seed {m['seed']} | {m['selected_epoch']} of {m['epochs_run']} | {mccs(m['scores'])} | "
+            f"`{m['fine_tuned_sha256'][:16]}…` |"
+            for m in record["members"]
+        ],
+        f"| **mean of the logits** | | {mccs(scores, '**')} | |",
         "",
     ]
 
