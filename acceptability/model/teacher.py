@@ -120,6 +120,26 @@ def train_member(shape: ModelShape, cfg: TrainConfig, work: Path, raw: Path, liv
     return member | {"logits": logits}
 
 
+def prepare_work(source: ModelSource, frames: dict, work: Path, max_len: int) -> dict:
+    """The pretrained weights (kept from an interrupted run) and every split tokenized, under `work`; the meta."""
+    pretrained_dir, tokenized = work / "pretrained", work / "tokenized"
+    if not (pretrained_dir / WEIGHTS).is_file():
+        shutil.rmtree(pretrained_dir, ignore_errors=True)
+        with atomic_path(pretrained_dir) as folder:
+            pretrained = fetch_pretrained(source, folder)
+        write_json(work / "pretrained.json", pretrained)
+    shutil.rmtree(tokenized, ignore_errors=True)
+    tokenized.mkdir(parents=True)
+    return tokenize_frames(load_tokenizer(pretrained_dir, max_len), frames, tokenized, max_len)
+
+
+def print_summary(record: dict) -> None:
+    for name, counts in record["augmented_by_operation"].items():
+        print(f"{name:>14}: {counts['copies']:6d} copies, {counts['unacceptable_share']:.1%} called unacceptable")
+    for member in record["members"]:
+        print(f"teacher seed {member['seed']}: val MCC {member['scores']['val']['mcc']:.4f}", file=sys.stderr)
+
+
 def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path = WORK) -> dict:
     """Train one teacher per seed of teacher.seeds; write the mean of their logits, and each one's record."""
     source, shape, members, augment = teacher_sections(params)
@@ -129,16 +149,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
     augmented = perturbations(frames["train"], augment.copies, augment.seed, augment.operations)
     frames["augmented"] = augmented.assign(idx=range(len(augmented)), label=-1)
 
-    pretrained_dir, tokenized = work / "pretrained", work / "tokenized"
-    if not (pretrained_dir / WEIGHTS).is_file():
-        shutil.rmtree(pretrained_dir, ignore_errors=True)
-        with atomic_path(pretrained_dir) as folder:
-            pretrained = fetch_pretrained(source, folder)
-        write_json(work / "pretrained.json", pretrained)
-    shutil.rmtree(tokenized, ignore_errors=True)
-    tokenized.mkdir(parents=True)
-    meta = tokenize_frames(load_tokenizer(pretrained_dir, max_len), frames, tokenized, max_len)
-
+    meta = prepare_work(source, frames, work, max_len)
     trained = []
     for cfg in members:
         live = live_dir / "seeds" / str(cfg.seed)
@@ -177,10 +188,7 @@ def run_teacher(params: dict, raw: Path, out: Path, live_dir: Path, work: Path =
         write_json(folder / "record.json", record)
     write_json(live_dir / "metrics.json", teacher_metrics(record))
     shutil.rmtree(work, ignore_errors=True)
-    for name, counts in record["augmented_by_operation"].items():
-        print(f"{name:>14}: {counts['copies']:6d} copies, {counts['unacceptable_share']:.1%} called unacceptable")
-    for member in record["members"]:
-        print(f"teacher seed {member['seed']}: val MCC {member['scores']['val']['mcc']:.4f}", file=sys.stderr)
+    print_summary(record)
     print(
         f"teacher val MCC {record['scores']['val']['mcc']:.4f} (the mean of {len(members)} seeds' logits)",
         file=sys.stderr,
