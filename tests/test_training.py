@@ -240,6 +240,43 @@ def test_frozen_embeddings_and_layers_keep_their_pretrained_weights(prepared, pa
         AcceptabilityClassifier(prepared / "models/pretrained", shape, train_config(frozen_layers=3), None)
 
 
+def test_top_layers_restart_from_bert_initialisation(tiny_model_dir):
+    from acceptability.core.errors import UserError
+    from acceptability.model.module import AcceptabilityClassifier
+
+    shape = ModelShape("bert_tiny", "cls", None)
+    pretrained = AcceptabilityClassifier(tiny_model_dir, shape, train_config(), None).classifier.model
+    restarted = AcceptabilityClassifier(tiny_model_dir, shape, train_config(reinit_top_layers=1), None).classifier.model
+    layer_0 = (model.bert.encoder.layer[0].parameters() for model in (pretrained, restarted))
+    assert all(a.equal(b) for a, b in zip(*layer_0, strict=True))
+    top = dict(restarted.bert.encoder.layer[1].named_parameters())
+    norms = [weight for name, weight in top.items() if "LayerNorm" in name]
+    assert len(norms) == 4 and all(w.eq(1).all() or w.eq(0).all() for w in norms)
+    linear = [weight for name, weight in top.items() if name.endswith("dense.weight")]
+    assert len(linear) == 3 and all(abs(w.std().item() - 0.02) < 0.004 for w in linear)
+    assert all(top[name].eq(0).all() for name in top if name.endswith("dense.bias"))
+    with pytest.raises(UserError, match=r"reinit_top_layers must be at most the model's 2 layers, found 3"):
+        AcceptabilityClassifier(tiny_model_dir, shape, train_config(reinit_top_layers=3), None)
+
+
+def test_the_weights_average_is_validated_selected_and_saved(prepared, params):
+    """With ema_decay 0 the average is the weights themselves: the plain run, bit for bit. With 0.9 the saved model
+    is the average, and it is the one validation scored at the selected epoch."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, decay in (("plain", None), ("ema0", 0.0), ("ema", 0.9)):
+        params["train"]["ema_decay"] = decay
+        (prepared / "params.yaml").write_text(yaml.safe_dump(params))
+        result, metrics, _ = train_and_evaluate(prepared, params, name)
+        runs[name] = load_file(prepared / name / "model/model.safetensors"), result, metrics
+    plain, same, averaged = runs["plain"][0], runs["ema0"][0], runs["ema"][0]
+    assert all(plain[key].equal(same[key]) for key in plain)
+    assert not all(plain[key].equal(averaged[key]) for key in plain)
+    _, result, metrics = runs["ema"]
+    assert metrics["val"]["mcc"] == pytest.approx(result["val_mcc"], abs=1e-6)
+
+
 def test_balanced_class_weights_and_their_errors(tiny_model_dir):
     import numpy as np
 

@@ -92,6 +92,8 @@ class TrainConfig(Section):
     augmented_per_sentence: int = rule(check.natural)
     freeze_embeddings: bool = rule(check.flag)
     frozen_layers: int = rule(check.natural)  # at most the model's layers: checked when it is loaded
+    reinit_top_layers: int = rule(check.natural)  # likewise
+    ema_decay: float | None = rule(check.optional(check.fraction))  # null: no weight averaging
 
     def check_together(self, where: str) -> None:
         if self.augmented_per_sentence and not self.distill_weight:

@@ -117,9 +117,8 @@ def distinct(choices: tuple, least: int = 0):
 def seeds(value) -> list:
     """A non-empty list of distinct seeds."""
     listed = isinstance(value, list) and len(value) > 0
-    if not listed or not all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value):
-        raise Invalid("a non-empty list of distinct integers >= 0")
-    if len(set(value)) < len(value):
+    whole = listed and all(isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value)
+    if not whole or len(set(value)) < len(value):
         raise Invalid("a non-empty list of distinct integers >= 0")
     return value
 

@@ -181,19 +181,37 @@ def parameter_groups(model: torch.nn.Module, cfg: TrainConfig, num_layers: int) 
     return [{"params": params, "lr": rate, "weight_decay": wd} for (rate, wd), params in groups.items()]
 
 
+def layer_count(model: torch.nn.Module, wanted: int, key: str) -> int:
+    """The model's layer count, checked against a param that names `wanted` of them."""
+    layers = model.config.num_hidden_layers
+    if wanted > layers:
+        raise UserError(
+            f"params.yaml: {key} must be at most the model's {layers} layers, found {wanted} "
+            f"(train.{key}, or teacher.train.{key} for the teacher)"
+        )
+    return layers
+
+
 def freeze_bottom(model: torch.nn.Module, cfg: TrainConfig) -> None:
     """Keep the embeddings (cfg.freeze_embeddings) and the first cfg.frozen_layers encoder layers as pretrained."""
-    layers = model.config.num_hidden_layers
-    if cfg.frozen_layers > layers:
-        raise UserError(
-            f"params.yaml: frozen_layers must be at most the model's {layers} layers, found {cfg.frozen_layers} "
-            "(train.frozen_layers, or teacher.train.frozen_layers for the teacher)"
-        )
+    layer_count(model, cfg.frozen_layers, "frozen_layers")
     for name, parameter in model.named_parameters():
         layer = LAYER.search(f".{name}")
         embedding = cfg.freeze_embeddings and ".embeddings." in f".{name}"
         if embedding or (layer is not None and int(layer.group(1)) < cfg.frozen_layers):
             parameter.requires_grad_(False)
+
+
+def reinit_top(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Restart the top cfg.reinit_top_layers layers as BERT initialises (transformers' own skips loaded weights)."""
+    layers = layer_count(model, cfg.reinit_top_layers, "reinit_top_layers")
+    for part in model.base_model.encoder.layer[layers - cfg.reinit_top_layers :].modules():
+        if isinstance(part, (torch.nn.Linear, torch.nn.LayerNorm)):
+            torch.nn.init.zeros_(part.bias)
+        if isinstance(part, torch.nn.Linear):
+            torch.nn.init.normal_(part.weight, std=model.config.initializer_range)
+        elif isinstance(part, torch.nn.LayerNorm):
+            torch.nn.init.ones_(part.weight)
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int = len(LABELS)) -> list[float]:
@@ -212,6 +230,7 @@ class AcceptabilityClassifier(L.LightningModule):
         self.save_hyperparameters({"model": asdict(shape), "train": asdict(cfg)})  # primitives: the trackers' params
         self.classifier = load_classifier(model_dir, shape.pooling, shape.num_layers, **dropout_options(cfg.dropout))
         freeze_bottom(self.classifier.model, cfg)
+        reinit_top(self.classifier.model, cfg)
         # A buffer, so it follows the module to the device.
         self.register_buffer(
             "class_weights", None if class_weights is None else torch.tensor(class_weights), persistent=False

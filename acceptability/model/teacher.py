@@ -80,10 +80,6 @@ def shortest_first_logits(model, path: Path, pad_token_id: int, batch_size: int)
     return logits
 
 
-def tokenized_file(paths, split: str) -> Path:
-    return paths.tokenized / f"{split}.npz"
-
-
 def train_member(shape: ModelShape, cfg: TrainConfig, work: Path, raw: Path, live: Path, pad_token_id: int) -> dict:
     """One seed's teacher: trained, then its logits of every split and its record. Kept in `work` until the stage
     ends, so an interrupted run does not train a finished seed again."""
@@ -94,16 +90,17 @@ def train_member(shape: ModelShape, cfg: TrainConfig, work: Path, raw: Path, liv
     paths = TrainPaths(work / "pretrained", work / "tokenized", raw, folder / "model", folder / "checkpoints", live)
     # the splits it predicts too: their logits are kept with the weights
     fingerprint = json.dumps(
-        [run_fingerprint(shape, cfg, paths), *(sha256_file(tokenized_file(paths, n)) for n in SPLITS)]
+        [run_fingerprint(shape, cfg, paths), *(sha256_file(paths.tokenized / f"{n}.npz") for n in SPLITS)]
     )
     done, saved = folder / "member.json", folder / "logits.npz"
-    if done.is_file() and saved.is_file() and json.loads(done.read_text())["fingerprint"] == fingerprint:
+    kept = json.loads(done.read_text()) if done.is_file() and saved.is_file() else {}
+    if kept.get("fingerprint") == fingerprint:
         print(f"teacher seed {cfg.seed}: already trained in {folder}, reused", file=sys.stderr)
-        return json.loads(done.read_text()) | {"logits": dict(np.load(saved))}
+        return kept | {"logits": dict(np.load(saved))}
     result = train(shape, cfg, paths)
     model = load_classifier(paths.out)
     logits = {
-        name: shortest_first_logits(model, tokenized_file(paths, name), pad_token_id, cfg.eval_batch_size)
+        name: shortest_first_logits(model, paths.tokenized / f"{name}.npz", pad_token_id, cfg.eval_batch_size)
         for name in SPLITS
     }
     member = {

@@ -91,6 +91,15 @@ class EpochHistory(L.Callback):
         self.epochs[trainer.current_epoch] = metrics
 
 
+def ema_of_weights(decay: float) -> L.Callback:
+    """Lightning's weight averaging as an EMA of the parameters: validation, the checkpoints and so the selected
+    model use the average. Buffers are left out: the encoder's are constant integers."""
+    from lightning.pytorch.callbacks import WeightAveraging
+    from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+    return WeightAveraging(use_buffers=False, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
 def build_trainer(
     train: TrainConfig, paths: TrainPaths, loggers: list, extra_callbacks: tuple = (), select: bool = True
 ) -> tuple[L.Trainer, L.Callback]:
@@ -110,6 +119,7 @@ def build_trainer(
         save_last=True,
     )
     stopping = [EarlyStopping(monitor=SELECT_ON, mode="max", patience=train.early_stopping_patience)]
+    averaging = [] if train.ema_decay is None else [ema_of_weights(train.ema_decay)]
     trainer = L.Trainer(
         max_epochs=train.num_train_epochs,
         accelerator=train.accelerator,
@@ -125,6 +135,7 @@ def build_trainer(
             checkpoint,
             *(stopping if select else []),
             TQDMProgressBar(refresh_rate=10) if on_terminal() else EpochLines(),
+            *averaging,
             *extra_callbacks,
         ],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
