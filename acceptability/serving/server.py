@@ -4,13 +4,12 @@
 
 - request heads (request line, headers and chunked trailers) of at most COLA_SERVE_MAX_HEADER_BYTES, however the
   bytes arrive, else 431 (httptools itself would buffer a header of any size);
-- pipelined requests wait unread while an answer is pending, so one connection holds at most a socket read;
+- pipelined requests wait unread while an answer is pending: a connection holds a read and a slice's requests at most;
 - a head must arrive whole within COLA_SERVE_HEAD_TIMEOUT_S of the connection (or of the previous response), else the
   connection is closed: slow-header (slowloris) clients cannot hold sockets;
-- idle keep-alive connections close after COLA_SERVE_KEEP_ALIVE_S;
 - at most COLA_SERVE_MAX_CONNECTIONS connections: one more takes the longest-idle keep-alive connection's slot, or is
   closed at once when none is idle, so sockets cannot run out and idle clients cannot lock others out;
-- no access log (request lines hold GET sentences): the prediction log decides what is kept.
+- idle keep-alive connections close after COLA_SERVE_KEEP_ALIVE_S; no access log (request lines hold GET sentences).
 """
 
 import argparse
@@ -28,22 +27,35 @@ from acceptability.serving.settings import ServeSettings
 
 
 class FeedingFlowControl(FlowControl):
-    """uvicorn's flow control, telling the protocol when reading may go on, so it can parse what it kept back."""
+    """uvicorn's flow control, where `read_paused` means "parse no more"; the socket also stays unread while the
+    protocol holds kept-back bytes (`holding()`), which a resume lets it parse first (`resumed()`)."""
 
-    def __init__(self, transport: asyncio.Transport, resumed) -> None:
+    def __init__(self, transport: asyncio.Transport, holding, resumed) -> None:
         super().__init__(transport)
-        self.resumed = resumed
+        self.holding, self.resumed, self.socket_paused = holding, resumed, False
+
+    def pause_reading(self) -> None:
+        self.read_paused = True
+        self.sync()
 
     def resume_reading(self) -> None:
-        super().resume_reading()
+        self.read_paused = False
+        self.sync()
         self.resumed()
+
+    def sync(self) -> None:
+        """Read from the socket only when parsing may go on and nothing is kept back."""
+        pause = self.read_paused or self.holding()
+        if pause != self.socket_paused:
+            self.socket_paused = pause
+            (self._transport.pause_reading if pause else self._transport.resume_reading)()
 
 
 class BoundedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded memory per connection and fair connection slots:
 
-    - the bytes a client sends are parsed a slice at a time, and parsing stops (and so does reading) while an answer is
-      pending: pipelined requests wait as unread bytes, at most one socket read, not as parsed requests;
+    - bytes are parsed a slice at a time, and parsing (and reading) stops while an answer is pending: pipelined
+      requests wait as unread bytes (at most one read), not as parsed requests (beyond one slice's);
     - the head cap counts every byte of the request line, the headers and chunked trailers, however they arrive;
     - at the connection cap, a new client takes the slot of the longest-idle keep-alive connection;
     - a connection serves at most MAX_REQUESTS_PER_CONNECTION requests, then closes after its answer;
@@ -58,7 +70,7 @@ class BoundedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow = FeedingFlowControl(transport, lambda: self.loop.call_soon(self.feed))
+        self.flow = FeedingFlowControl(transport, lambda: bool(self.unread), lambda: self.loop.call_soon(self.feed))
         self.head_done, self.head_bytes, self.head_timer, self.in_last_chunk = True, 0, None, False
         self.unread, self.requests, self.last_active, self.head_too_large = bytearray(), 0, self.loop.time(), False
         self.upgrade_body = 0  # body bytes still owed by a request whose Upgrade the parser acted on
@@ -147,13 +159,14 @@ class BoundedProtocol(HttpToolsProtocol):
         self.feed()
 
     def feed(self) -> None:
-        """Parse kept-back bytes a slice at a time until an answer is pending (uvicorn pauses reading then)."""
-        while self.unread and not self.flow.read_paused and not self.transport.is_closing():
+        """Parse kept-back bytes a slice at a time until an answer is pending (uvicorn pauses reading then) or requests
+        parsed before wait their turn: the queue holds at most one slice's requests, not a flood's."""
+        while self.unread and not self.flow.read_paused and not self.pipeline and not self.transport.is_closing():
             piece = bytes(self.unread[: self.FEED_SLICE])
             del self.unread[: self.FEED_SLICE]
             self.parse(piece)
-        if self.unread and not self.transport.is_closing():
-            self.flow.pause_reading()  # the kept-back bytes are at most one read: read no more until they are parsed
+        if not self.transport.is_closing():
+            self.flow.sync()  # the socket is read again once the kept-back bytes (at most one read) are parsed
 
     def parse(self, piece: bytes) -> None:
         """uvicorn's data_received, plus the head cap and Upgrade handling."""
