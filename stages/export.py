@@ -3,8 +3,8 @@
 Params: export.*, data.max_seq_length, model.name. int8's smoothing factors come from train rows. Gates: fp32 logits
 within export.max_abs_logit_diff of torch on the whole validation set (else the stage fails); int8 MCC within
 export.max_int8_mcc_drop of fp32 on this CPU and under qemu as each of export.emulated_isas (else the card marks int8
-as not for serving). The card carries a golden set that servers check themselves with. Writes metrics/export.json,
-with each variant's calibration error.
+as not for serving; once this CPU refuses it, qemu is not run). The card carries a golden set that servers check
+themselves with. Writes metrics/export.json, with each variant's calibration error.
 """
 
 import argparse

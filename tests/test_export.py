@@ -240,3 +240,27 @@ def test_export_stage_refuses_a_bad_smoothing_pattern_before_exporting(exported,
     assert result.returncode == 2
     assert result.stderr.startswith("error: params.yaml: export.smooth_nodes must be a list of regular expressions")
     assert not (tmp_path / "project/models/onnx").exists()
+
+
+def test_int8_refused_on_this_cpu_is_not_run_under_qemu(tmp_path, monkeypatch):
+    """Emulated runs only decide whether int8 may be served: once this CPU's int8 loses too much, they are
+    skipped (each takes minutes under qemu), and a qemu that is missing is never asked for."""
+    from acceptability.export.build import int8_by_isa
+    from acceptability.export.isa import EmulationError, native_isa
+
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+    monkeypatch.delenv("COLA_QEMU", raising=False)
+    labels = np.array([0, 1] * 20)
+    fp32 = np.eye(2, dtype=np.float32)[labels] * 3  # every label right
+    int8 = fp32.copy()
+    int8[:8] = fp32[:8][:, ::-1]  # 8 of 40 wrong
+    arrays = {"labels": labels, "input_ids": np.arange(40) + 100, "offsets": np.arange(41)}  # a token a row
+    logits = {"fp32": fp32, "int8": int8}
+    report, found = int8_by_isa(tmp_path / "model.int8.onnx", arrays, logits, ["avx2", "vnni"], max_drop=0.01)
+    here = [isa for isa in ("avx2", "vnni") if isa == native_isa()]
+    assert list(report) == list(found) == ["native", *here]
+    assert report["native"]["mcc_drop"] == pytest.approx(1 - 0.6)  # MCC of 32 right of 40, balanced: 0.6
+    assert report["native"]["agreement"] == 0.8
+    emulated = [isa for isa in ("avx2", "vnni") if isa not in here]
+    with pytest.raises(EmulationError, match="qemu-x86_64 not found"):  # within the allowed drop: qemu is needed
+        int8_by_isa(tmp_path / "model.int8.onnx", arrays, logits, emulated, max_drop=0.5)

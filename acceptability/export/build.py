@@ -151,34 +151,44 @@ def build_variants(model_dir: Path, folder: Path, cfg: ExportConfig, train: dict
     return model, {"smoothed_nodes": smoothed, "fp32_nodes": kept}
 
 
-def int8_by_isa(int8: Path, arrays: dict, logits: dict, isas: list) -> tuple[dict, dict]:
+def int8_by_isa(int8: Path, arrays: dict, logits: dict, isas: list, max_drop: float) -> tuple[dict, dict]:
     """int8's MCC, drop from fp32 and label agreement with fp32: on this CPU ("native", logits["int8"]) and on each
     instruction set of `isas`, under qemu unless this CPU is one (acceptability/export/isa.py: bit for bit the same).
-    Returns (that report, the logits of each)."""
+    When int8 already loses more than `max_drop` here, it is refused whatever other CPUs give: the emulated runs
+    (minutes each) are skipped. Returns (that report, the logits of each)."""
     from acceptability.core.machine import cpu_name
     from acceptability.export.isa import EMULATED_CPU, emulated_logits, native_isa
-    from acceptability.export.parity import variant_metrics
 
     found, where, here = {"native": logits["int8"]}, {"native": cpu_name()}, native_isa()
+    native = int8_row(arrays["labels"], logits, logits["int8"])
     for isa in isas:
         if isa == here:
             found[isa], where[isa] = logits["int8"], f"{cpu_name()} (this CPU)"
-            continue
-        print(f"int8 on every validation sentence under qemu as {EMULATED_CPU[isa]} ({isa}): minutes", flush=True)
-        started = time.monotonic()
-        found[isa], where[isa] = emulated_logits(int8, arrays, isa), f"qemu-x86_64 -cpu {EMULATED_CPU[isa]}"
-        print(f"{isa} done in {time.monotonic() - started:.0f} s", flush=True)
-    fp32_mcc, fp32_labels = variant_metrics(arrays["labels"], logits["fp32"])["mcc"], logits["fp32"].argmax(1)
-    report = {}
-    for isa, values in found.items():
-        mcc = variant_metrics(arrays["labels"], values)["mcc"]
-        report[isa] = {
-            "cpu": where[isa],
-            "mcc": mcc,
-            "mcc_drop": fp32_mcc - mcc,
-            "agreement": float((values.argmax(1) == fp32_labels).mean()),
-        }
+        elif native["mcc_drop"] > max_drop:
+            print(
+                f"int8 loses {native['mcc_drop']:.4f} MCC on this CPU, over the {max_drop} allowed: refused, "
+                f"so it is not run under qemu as {EMULATED_CPU[isa]} ({isa})",
+                flush=True,
+            )
+        else:
+            print(f"int8 on every validation sentence under qemu as {EMULATED_CPU[isa]} ({isa}): minutes", flush=True)
+            started = time.monotonic()
+            found[isa], where[isa] = emulated_logits(int8, arrays, isa), f"qemu-x86_64 -cpu {EMULATED_CPU[isa]}"
+            print(f"{isa} done in {time.monotonic() - started:.0f} s", flush=True)
+    report = {isa: {"cpu": where[isa]} | int8_row(arrays["labels"], logits, values) for isa, values in found.items()}
     return report, found
+
+
+def int8_row(labels, logits: dict, values) -> dict:
+    """int8 logits' MCC, its drop from fp32's and the share of labels they give as fp32 does."""
+    from acceptability.export.parity import variant_metrics
+
+    mcc = variant_metrics(labels, values)["mcc"]
+    return {
+        "mcc": mcc,
+        "mcc_drop": variant_metrics(labels, logits["fp32"])["mcc"] - mcc,
+        "agreement": float((values.argmax(1) == logits["fp32"].argmax(1)).mean()),
+    }
 
 
 def golden_set(sentences: list[str], logits: dict, cfg: ExportConfig) -> dict:
@@ -267,7 +277,9 @@ def export_onnx(
         # Metrics at batch 1: int8's activation scales are computed per call, so a sentence's own call is what it
         # gets when served alone.
         logits = {variant: onnx_logits(session, arrays, 1) for variant, session in sessions.items()}
-        by_isa, int8_logits = int8_by_isa(folder / VARIANT_FILES["int8"], arrays, logits, cfg.emulated_isas)
+        by_isa, int8_logits = int8_by_isa(
+            folder / VARIANT_FILES["int8"], arrays, logits, cfg.emulated_isas, cfg.max_int8_mcc_drop
+        )
         verdict = int8_verdict(by_isa, cfg)
         # VNNI's integer sums are exact: where it was emulated, its logits are the reference every CPU must match.
         reference = {"fp32": logits["fp32"], "int8": int8_logits.get("vnni", logits["int8"])}

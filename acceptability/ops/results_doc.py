@@ -45,7 +45,8 @@ def quality(folder: Path) -> list[str]:
         "",
         f"ONNX fp32 MCC {ex['onnx_fp32']['mcc']:.4f} (largest logit difference from torch "
         f"{ex['fp32_max_abs_logit_diff']:.2e}); int8 "
-        f"{'servable' if ex['int8_servable'] else 'not servable'}: its MCC on each instruction set, at batch 1:",
+        f"{'servable' if ex['int8_servable'] else 'not servable'}: its MCC where measured, at batch 1 (under qemu "
+        "only when this CPU's int8 is within the allowed drop):",
         "",
         *int8_by_isa(ex),
         *calibration(ev["calibration"], ex),
