@@ -158,37 +158,34 @@ def int8_by_isa(int8: Path, arrays: dict, logits: dict, isas: list, max_drop: fl
     (minutes each) are skipped. Returns (that report, the logits of each)."""
     from acceptability.core.machine import cpu_name
     from acceptability.export.isa import EMULATED_CPU, emulated_logits, native_isa
+    from acceptability.export.parity import variant_metrics
 
-    found, where, here = {"native": logits["int8"]}, {"native": cpu_name()}, native_isa()
-    native = int8_row(arrays["labels"], logits, logits["int8"])
+    labels, here = arrays["labels"], native_isa()
+    fp32_mcc, fp32_labels = variant_metrics(labels, logits["fp32"])["mcc"], logits["fp32"].argmax(1)
+
+    def row(cpu: str, values) -> dict:
+        mcc = variant_metrics(labels, values)["mcc"]
+        agreement = float((values.argmax(1) == fp32_labels).mean())
+        return {"cpu": cpu, "mcc": mcc, "mcc_drop": fp32_mcc - mcc, "agreement": agreement}
+
+    found, report = {"native": logits["int8"]}, {"native": row(cpu_name(), logits["int8"])}
+    refused = report["native"]["mcc_drop"] > max_drop
     for isa in isas:
         if isa == here:
-            found[isa], where[isa] = logits["int8"], f"{cpu_name()} (this CPU)"
-        elif native["mcc_drop"] > max_drop:
+            found[isa], report[isa] = logits["int8"], {**report["native"], "cpu": f"{cpu_name()} (this CPU)"}
+        elif refused:
             print(
-                f"int8 loses {native['mcc_drop']:.4f} MCC on this CPU, over the {max_drop} allowed: refused, "
-                f"so it is not run under qemu as {EMULATED_CPU[isa]} ({isa})",
+                f"int8 loses {report['native']['mcc_drop']:.4f} MCC on this CPU, over the {max_drop} allowed: "
+                f"refused, so it is not run under qemu as {EMULATED_CPU[isa]} ({isa})",
                 flush=True,
             )
         else:
             print(f"int8 on every validation sentence under qemu as {EMULATED_CPU[isa]} ({isa}): minutes", flush=True)
             started = time.monotonic()
-            found[isa], where[isa] = emulated_logits(int8, arrays, isa), f"qemu-x86_64 -cpu {EMULATED_CPU[isa]}"
+            found[isa] = emulated_logits(int8, arrays, isa)
+            report[isa] = row(f"qemu-x86_64 -cpu {EMULATED_CPU[isa]}", found[isa])
             print(f"{isa} done in {time.monotonic() - started:.0f} s", flush=True)
-    report = {isa: {"cpu": where[isa]} | int8_row(arrays["labels"], logits, values) for isa, values in found.items()}
     return report, found
-
-
-def int8_row(labels, logits: dict, values) -> dict:
-    """int8 logits' MCC, its drop from fp32's and the share of labels they give as fp32 does."""
-    from acceptability.export.parity import variant_metrics
-
-    mcc = variant_metrics(labels, values)["mcc"]
-    return {
-        "mcc": mcc,
-        "mcc_drop": variant_metrics(labels, logits["fp32"])["mcc"] - mcc,
-        "agreement": float((values.argmax(1) == logits["fp32"].argmax(1)).mean()),
-    }
 
 
 def golden_set(sentences: list[str], logits: dict, cfg: ExportConfig) -> dict:
