@@ -32,7 +32,7 @@ class FeedingFlowControl(FlowControl):
 
     def __init__(self, transport: asyncio.Transport, holding, resumed) -> None:
         super().__init__(transport)
-        self.holding, self.resumed, self.socket_paused = holding, resumed, False
+        self.holding, self.resumed = holding, resumed
 
     def pause_reading(self) -> None:
         self.read_paused = True
@@ -46,8 +46,7 @@ class FeedingFlowControl(FlowControl):
     def sync(self) -> None:
         """Read from the socket only when parsing may go on and nothing is kept back."""
         pause = self.read_paused or self.holding()
-        if pause != self.socket_paused:
-            self.socket_paused = pause
+        if pause == self._transport.is_reading():  # the transport's own state: a closing one reads no more either
             (self._transport.pause_reading if pause else self._transport.resume_reading)()
 
 
