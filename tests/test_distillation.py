@@ -123,6 +123,41 @@ def test_each_epoch_takes_the_next_perturbed_copies_and_every_gold_row():
         assert len(batches) == 5 and sorted(seen) == rows(epoch).tolist()
 
 
+def test_copies_of_other_operations_give_way_to_their_sentences_kept_copies():
+    from acceptability.model.datamodule import only_operations
+
+    # sentence 7: copies by swap, duplicate, drop, duplicate; sentence 9: duplicate only (nothing to give way to)
+    names = ["swap", "duplicate", "drop", "duplicate", "duplicate", "duplicate"]
+    copies = {
+        "idx": np.arange(6) + 100,
+        "labels": np.full(6, -1),
+        "teacher_logits": np.arange(12, dtype=np.float32).reshape(6, 2),
+        "copy": np.array([0, 1, 2, 3, 0, 1]),
+        "source": np.array([7, 7, 7, 7, 9, 9]),
+        "operation": np.array([AUGMENT_OPERATIONS.index(name) for name in names]),
+        "input_ids": np.arange(12, dtype=np.int32),
+        "offsets": np.array([0, 1, 3, 6, 7, 10, 12]),
+    }
+    kept = only_operations(copies, ["swap", "drop"], "augmented.npz")
+    assert kept["idx"].tolist() == [100, 100, 102, 102, 104, 105]  # duplicates -> swap, drop in turn; 9 keeps its own
+    assert kept["copy"].tolist() == [0, 1, 2, 3, 0, 1]  # the slots stay: each epoch the same rows and steps
+    assert kept["teacher_logits"][1].tolist() == [0.0, 1.0]
+    assert kept["offsets"].tolist() == [0, 1, 2, 5, 8, 11, 13]
+    assert kept["input_ids"].tolist() == [0, 0, 3, 4, 5, 3, 4, 5, 7, 8, 9, 10, 11]
+    assert only_operations(copies, None, "augmented.npz") is copies
+    with pytest.raises(UserError, match=r"augment_operations=\['move'\], but the teacher's copies were made by "):
+        only_operations(copies, ["move"], "augmented.npz")
+    with pytest.raises(UserError, match="augmented.npz does not say which operation made each copy: re-run"):
+        only_operations({key: copies[key] for key in copies if key != "operation"}, ["swap"], "augmented.npz")
+
+
+def test_picking_operations_needs_perturbed_copies():
+    with pytest.raises(UserError, match=r"train.augment_operations picks among the perturbed copies, so it needs"):
+        train_config(augmented_per_sentence=0, augment_operations=["swap"])
+    with pytest.raises(UserError, match=r"train.augment_operations must be a list of distinct ones of \[.swap., .drop."):
+        train_config(augment_operations=["swap", "swap"])
+
+
 def test_a_missing_part_is_named_and_never_falls_back_to_the_hub(parts_site, tiny_model_dir, tmp_path):
     shutil.rmtree(next(parts_site.glob("tiny_model_part_002*.dist-info")))
     with pytest.raises(UserError, match=f"model.package_parts: {PARTS[1]} not installed, while the other parts are"):

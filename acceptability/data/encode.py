@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from acceptability.core.config import AUGMENT_OPERATIONS
 from acceptability.core.errors import UserError
 
-# teacher_logits only where the teacher labelled the rows; copy only in augmented.npz (which perturbation of its source)
-KEYS = ("idx", "labels", "input_ids", "offsets", "teacher_logits", "copy")
+# teacher_logits only where the teacher labelled the rows; in augmented.npz only: copy (which perturbation of its
+# source sentence it is), source (that sentence's idx) and operation (what made it, an index of AUGMENT_OPERATIONS)
+KEYS = ("idx", "labels", "input_ids", "offsets", "teacher_logits", "copy", "source", "operation")
 
 
 def load_tokenizer(model_dir: str | Path, max_seq_length: int) -> Tokenizer:
@@ -48,8 +50,9 @@ def save_encoded(path: Path, idx, labels, ids: np.ndarray, offsets: np.ndarray, 
     arrays |= {"input_ids": ids, "offsets": offsets}
     if extra.get("teacher_logits") is not None:
         arrays["teacher_logits"] = np.asarray(extra["teacher_logits"], np.float32)
-    if extra.get("copy") is not None:
-        arrays["copy"] = np.asarray(extra["copy"], np.int64)
+    for key in ("copy", "source", "operation"):
+        if extra.get(key) is not None:
+            arrays[key] = np.asarray(extra[key], np.int64)
     with open(path, "wb") as stream:  # a file object stops numpy from appending .npz to the temp name
         np.savez(stream, **arrays)
 
@@ -71,15 +74,24 @@ def write_meta(path: Path, meta: dict) -> None:
     path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def copy_columns(frame) -> dict:
+    """A perturbed copy's number, source sentence and operation (as its index in AUGMENT_OPERATIONS)."""
+    unknown = sorted(set(frame["operation"]) - set(AUGMENT_OPERATIONS))
+    if unknown:
+        raise UserError(f"data/teacher/augmented.csv: operation {unknown[0]!r} is none of {list(AUGMENT_OPERATIONS)}")
+    codes = frame["operation"].map(AUGMENT_OPERATIONS.index)
+    return {"copy": frame["copy"], "source": frame["source_idx"], "operation": codes}
+
+
 def tokenize_frames(tokenizer: Tokenizer, frames: dict, folder: Path, max_len: int, teacher: dict | None = None):
     """Each frame (idx, sentence, label) to folder/<name>.npz, with its teacher logits when given; returns meta."""
     meta = {"max_seq_length": max_len, "pad_token_id": pad_token_id(tokenizer), "splits": {}}
     for name, frame in frames.items():
         ids, offsets = encode(tokenizer, frame["sentence"].tolist())
         logits = (teacher or {}).get(name)
-        copy = frame["copy"] if "copy" in frame else None
+        copies = copy_columns(frame) if "copy" in frame else {}
         save_encoded(
-            folder / f"{name}.npz", frame["idx"], frame["label"], ids, offsets, teacher_logits=logits, copy=copy
+            folder / f"{name}.npz", frame["idx"], frame["label"], ids, offsets, teacher_logits=logits, **copies
         )
         lengths = offsets[1:] - offsets[:-1]
         meta["splits"][name] = {  # a split may be empty: data.calibration_rows=0 holds nothing out

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from acceptability.core.config import TrainConfig
+from acceptability.core.config import AUGMENT_OPERATIONS, TrainConfig
 from acceptability.core.errors import UserError
 from acceptability.data.encode import load_encoded
 
@@ -17,6 +17,42 @@ def concat_encoded(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[s
     joined = {key: np.concatenate([a[key], b[key]]) for key in ("idx", "labels", "input_ids", "teacher_logits")}
     joined["offsets"] = np.concatenate([a["offsets"], b["offsets"][1:] + a["offsets"][-1]])
     return joined
+
+
+def only_operations(copies: dict[str, np.ndarray], kept: list[str] | None, path: Path) -> dict[str, np.ndarray]:
+    """The perturbed copies with those the `kept` operations did not make replaced by their sentence's kept copies,
+    in turn: each epoch keeps its rows, its steps and its sentences, and loses the other operations (and some
+    variety). A sentence with no kept copy keeps its own. None: every copy as it is."""
+    if kept is None:
+        return copies
+    if "operation" not in copies:
+        raise UserError(f"{path} does not say which operation made each copy: re-run `dvc repro tokenize`")
+    made = set(copies["operation"].tolist())
+    codes = [AUGMENT_OPERATIONS.index(name) for name in kept]
+    if not made & set(codes):
+        present = [AUGMENT_OPERATIONS[code] for code in sorted(made)]
+        raise UserError(
+            f"params.yaml: train.augment_operations={kept}, but the teacher's copies were made by {present} "
+            "(teacher.augment.operations; re-run the teacher for others: docs/experiments.md)"
+        )
+    replaced = ~np.isin(copies["operation"], codes)
+    take = np.arange(len(replaced))
+    order = np.argsort(copies["source"], kind="stable")
+    firsts = np.flatnonzero(np.diff(copies["source"][order])) + 1
+    for rows in np.split(order, firsts):
+        own, others = rows[~replaced[rows]], rows[replaced[rows]]
+        if len(own):
+            take[others] = own[np.arange(len(others)) % len(own)]
+    swapped = int((take != np.arange(len(take))).sum())
+    print(
+        f"train.augment_operations={kept}: {swapped:,} of {len(take):,} copies replaced by another copy of their "
+        f"sentence; {int(replaced.sum()) - swapped} kept, their sentences having no copy of those operations"
+    )
+    starts, ends = copies["offsets"][:-1][take], copies["offsets"][1:][take]
+    kept_copies = {key: copies[key][take] for key in ("idx", "labels", "teacher_logits", "source", "operation")}
+    input_ids = np.concatenate([copies["input_ids"][a:b] for a, b in zip(starts, ends, strict=True)])
+    offsets = np.concatenate([[0], np.cumsum(ends - starts)])
+    return kept_copies | {"copy": copies["copy"], "input_ids": input_ids, "offsets": offsets}
 
 
 class EncodedSplit(Dataset):
@@ -128,6 +164,7 @@ class ColaDataModule(L.LightningDataModule):
         stage, augmented.npz)."""
         super().__init__()
         self.seed, self.distill, self.augmented = cfg.seed, cfg.distill_weight > 0, cfg.augmented_per_sentence
+        self.operations = cfg.augment_operations
         self.tokenized_dir = tokenized_dir
         self.batch_size, self.eval_batch_size = cfg.batch_size, cfg.eval_batch_size
         self.collate = PadCollator(pad_token_id)
@@ -174,6 +211,7 @@ class ColaDataModule(L.LightningDataModule):
                 f"train.augmented_per_sentence={self.augmented}, but the teacher labelled only "
                 f"{extra['copy'].max(initial=-1) + 1} copies per sentence (teacher.augment.copies)"
             )
+        extra = only_operations(extra, self.operations, self.tokenized_dir / "augmented.npz")
         self.epoch_rows = RotatingCopies(
             np.concatenate([np.full(len(train["labels"]), -1), extra["copy"]]), self.augmented
         )
