@@ -151,10 +151,9 @@ def test_copies_of_other_operations_give_way_to_their_sentences_kept_copies():
         only_operations({key: copies[key] for key in copies if key != "operation"}, ["swap"], "augmented.npz")
 
 
-def test_picking_operations_needs_perturbed_copies():
-    with pytest.raises(UserError, match=r"train.augment_operations picks among the perturbed copies, so it needs"):
-        train_config(augmented_per_sentence=0, augment_operations=["swap"])
-    with pytest.raises(UserError, match=r"train.augment_operations must be a list of distinct ones of \[.swap., .drop."):
+def test_kept_operations_are_distinct_known_names_and_unused_without_copies():
+    assert train_config(augmented_per_sentence=0).augment_operations == ["swap", "drop"]  # the default, idle
+    with pytest.raises(UserError, match=r"augment_operations must be a list of distinct ones of \[.swap., .drop."):
         train_config(augment_operations=["swap", "swap"])
 
 

@@ -90,6 +90,7 @@ class TrainConfig(Section):
     distill_weight: float = rule(check.share)  # 0: no teacher
     distill_temperature: float = rule(check.positive)
     augmented_per_sentence: int = rule(check.natural)
+    # which operations' copies to keep (null: all); unused without copies, so `-S train.augmented_per_sentence=0` works
     augment_operations: list | None = rule(check.optional(check.distinct(AUGMENT_OPERATIONS, least=1)))
     freeze_embeddings: bool = rule(check.flag)
     frozen_layers: int = rule(check.natural)  # at most the model's layers: checked when it is loaded
@@ -101,11 +102,6 @@ class TrainConfig(Section):
             raise UserError(
                 f"params.yaml: {where}.augmented_per_sentence > 0 needs {where}.distill_weight > 0: the "
                 "perturbed sentences have only the teacher's logits, no gold label"
-            )
-        if self.augment_operations is not None and not self.augmented_per_sentence:
-            raise UserError(
-                f"params.yaml: {where}.augment_operations picks among the perturbed copies, so it needs "
-                f"{where}.augmented_per_sentence > 0 (or null)"
             )
 
 
