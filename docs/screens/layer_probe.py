@@ -7,6 +7,7 @@ calibration rows and on validation. A diagnostic, not a result: nothing is train
     python docs/screens/layer_probe.py [models/pretrained]      # after `dvc repro tokenize`; about a minute on 2 cores
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,32 +16,32 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import matthews_corrcoef
 from sklearn.preprocessing import StandardScaler
+from torch.utils.data import DataLoader
 from transformers import AutoModel
 
 from acceptability.data.encode import load_encoded
+from acceptability.model.datamodule import EncodedSplit, PadCollator
 
 TOKENIZED = Path("data/tokenized")
 
 
 def pooled_states(model, path: Path, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """The mean-pooled hidden states of a tokenized split, shaped (rows, states, features), and its labels."""
-    split = load_encoded(path)
-    rows = [split["input_ids"][a:b] for a, b in zip(split["offsets"][:-1], split["offsets"][1:], strict=True)]
-    pooled = [None] * len(rows)
-    order = np.argsort([len(row) for row in rows], kind="stable")  # similar lengths together: little padding
+    split = EncodedSplit(load_encoded(path))
+    order = np.argsort(np.diff(split.arrays["offsets"]), kind="stable")  # similar lengths together: little padding
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    pad_token_id = json.loads((TOKENIZED / "meta.json").read_text())["pad_token_id"]
+    chunks = []
     with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            batch = order[start : start + batch_size]
-            mask = torch.zeros(len(batch), max(len(rows[i]) for i in batch), dtype=torch.long)
-            ids = torch.zeros_like(mask)
-            for j, i in enumerate(batch):
-                ids[j, : len(rows[i])], mask[j, : len(rows[i])] = torch.from_numpy(rows[i].astype(np.int64)), 1
-            states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        for batch in DataLoader(split, batch_sampler=batches, collate_fn=PadCollator(pad_token_id)):
+            mask = batch["attention_mask"]
+            states = model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True).hidden_states
             weights = mask.unsqueeze(-1).float()
-            means = torch.stack([(state * weights).sum(1) / weights.sum(1) for state in states], dim=1)
-            for j, i in enumerate(batch):
-                pooled[i] = means[j].numpy()
-    return np.stack(pooled), split["labels"]
+            chunks.append(torch.stack([(state * weights).sum(1) / weights.sum(1) for state in states], dim=1).numpy())
+    in_order = np.concatenate(chunks)
+    pooled = np.empty_like(in_order)
+    pooled[order] = in_order  # back to the file's row order
+    return pooled, split.arrays["labels"]
 
 
 def main(pretrained: str = "models/pretrained") -> None:
