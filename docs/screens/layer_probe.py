@@ -45,7 +45,7 @@ def pooled_states(model, path: Path, batch_size: int = 128) -> tuple[np.ndarray,
 
 
 def main(pretrained: str = "models/pretrained") -> None:
-    torch.set_num_threads(1)  # as for the figures in docs/experiments.md: one order of sums
+    torch.set_num_threads(1)  # one order of sums: the figures in docs/experiments.md repeat to the last digit
     model = AutoModel.from_pretrained(pretrained, use_safetensors=True).eval()
     train, calibration, validation = (
         pooled_states(model, TOKENIZED / f"{name}.npz") for name in ("train", "calibration", "validation")
