@@ -41,8 +41,7 @@ def test_same_seed_gives_identical_metrics_and_predictions(prepared, params):
 
 def test_the_epoch_is_selected_on_the_calibration_rows_never_on_validation(prepared, params):
     """The kept epoch is the first best on calibration/mcc, whatever validation says; both curves are logged."""
-    params["train"]["num_train_epochs"] = 3
-    params["train"]["early_stopping_patience"] = 3
+    params["train"].update(num_train_epochs=3, early_stopping_patience=3, average_last_epochs=None)
     result, metrics, _ = train_and_evaluate(prepared, params, "select")
     curves = prepared / "select" / "live" / "plots" / "metrics"
     calibration = pd.read_csv(curves / "calibration" / "mcc.tsv", sep="\t")["mcc"].tolist()
@@ -265,6 +264,7 @@ def test_the_weights_average_is_validated_selected_and_saved(prepared, params):
     from safetensors.torch import load_file
 
     runs = {}
+    params["train"]["average_last_epochs"] = None
     for name, decay in (("plain", None), ("ema0", 0.0), ("ema", 0.9)):
         params["train"]["ema_decay"] = decay
         (prepared / "params.yaml").write_text(yaml.safe_dump(params))
@@ -275,6 +275,35 @@ def test_the_weights_average_is_validated_selected_and_saved(prepared, params):
     assert not all(plain[key].equal(averaged[key]) for key in plain)
     _, result, metrics = runs["ema"]
     assert metrics["val"]["mcc"] == pytest.approx(result["val_mcc"], abs=1e-6)
+
+
+def test_the_tail_average_is_kept_without_choosing_an_epoch(prepared, params):
+    """average_last_epochs: the mean of every step's weights over the last epochs is validated and saved, and the run
+    goes to its last epoch with no epoch chosen on the calibration rows."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, last in (("plain", None), ("from1", 2), ("from2", 1)):  # of 2 epochs
+        params["train"]["average_last_epochs"] = last
+        (prepared / "params.yaml").write_text(yaml.safe_dump(params))
+        result, metrics, _ = train_and_evaluate(prepared, params, name)
+        runs[name] = load_file(prepared / name / "model/model.safetensors"), result, metrics
+    weights = {name: run[0] for name, run in runs.items()}
+    for one, other in (("plain", "from1"), ("plain", "from2"), ("from1", "from2")):
+        assert not all(weights[one][key].equal(weights[other][key]) for key in weights[one])
+    _, result, metrics = runs["from2"]
+    assert result["selected_epoch"] == 2 and result["selected_on"] == "the mean of the weights of epoch 2"
+    assert metrics["val"]["mcc"] == pytest.approx(result["val_mcc"], abs=1e-6)
+
+
+def test_the_tail_average_must_fit_the_run(in_tmp, params):
+    from acceptability.core.errors import UserError
+
+    assert train_config(average_last_epochs=2, num_train_epochs=4).first_averaged_epoch() == 3
+    assert train_config(average_last_epochs=5, num_train_epochs=4).first_averaged_epoch() == 1  # every epoch
+    assert train_config(average_last_epochs=None).first_averaged_epoch() is None
+    with pytest.raises(UserError, match="set one of train.average_last_epochs and train.ema_decay, not both"):
+        train_config(average_last_epochs=2, ema_decay=0.9)
 
 
 def test_balanced_class_weights_and_their_errors(tiny_model_dir):
@@ -304,3 +333,25 @@ def test_bad_class_weights_and_layer_count_fail_before_training(in_tmp, params):
         ModelShape.from_section({**params["model"], "pooling": "sum"})
     with pytest.raises(UserError, match="model.num_layers must be a positive integer, found 0"):
         ModelShape.from_section({**params["model"], "num_layers": 0})
+
+
+def test_the_running_mean_is_torchs_swa_bit_for_bit_and_leaves_frozen_weights_alone():
+    """The in-place mean must give the committed run's weights exactly: compare it with torch's own SWA update."""
+    import torch
+    from torch.optim.swa_utils import AveragedModel
+
+    from acceptability.model.averaging import weight_averaging
+
+    torch.manual_seed(0)
+    (callback,) = weight_averaging(train_config(average_last_epochs=2, num_train_epochs=4))
+    live = torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Linear(8, 2))
+    live[0].weight.requires_grad_(False)
+    callback.note_frozen(live)  # as its setup does
+    ours, torchs = AveragedModel(live, **callback._kwargs), AveragedModel(live)
+    for _ in range(5):
+        with torch.no_grad():
+            live[1].weight.add_(torch.randn_like(live[1].weight))
+        ours.update_parameters(live)
+        torchs.update_parameters(live)
+    assert all(a.equal(b) for a, b in zip(ours.parameters(), torchs.parameters(), strict=True))
+    assert not ours.module[1].weight.equal(live[1].weight)  # a mean, not the last weights

@@ -96,6 +96,9 @@ class TrainConfig(Section):
     frozen_layers: int = rule(check.natural)  # at most the model's layers: checked when it is loaded
     reinit_top_layers: int = rule(check.natural)  # likewise
     ema_decay: float | None = rule(check.optional(check.fraction))  # null: no weight averaging
+    # the plain mean of the weights after every step of the last N epochs (every epoch if the run has fewer), kept at
+    # the end with no epoch chosen; null: keep the epoch that SELECT_ON picks
+    average_last_epochs: int | None = rule(check.optional(check.count))
 
     def check_together(self, where: str) -> None:
         if self.augmented_per_sentence and not self.distill_weight:
@@ -103,6 +106,14 @@ class TrainConfig(Section):
                 f"params.yaml: {where}.augmented_per_sentence > 0 needs {where}.distill_weight > 0: the "
                 "perturbed sentences have only the teacher's logits, no gold label"
             )
+        if self.average_last_epochs is not None and self.ema_decay is not None:
+            raise UserError(f"params.yaml: set one of {where}.average_last_epochs and {where}.ema_decay, not both")
+
+    def first_averaged_epoch(self) -> int | None:
+        """1-based; None when the weights are not averaged over the last epochs."""
+        if self.average_last_epochs is None:
+            return None
+        return max(1, self.num_train_epochs - self.average_last_epochs + 1)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from acceptability.data.cola import read_split
 from acceptability.data.encode import load_encoded
 from acceptability.data.pretrained import MODEL_FILES, WEIGHTS
 from acceptability.inference.hashing import sha256_file
+from acceptability.model.averaging import weight_averaging
 from acceptability.model.datamodule import ColaDataModule
 from acceptability.model.interrupt import StopOnSigint
 from acceptability.model.module import SELECT_ON, AcceptabilityClassifier, balanced_class_weights
@@ -91,15 +92,6 @@ class EpochHistory(L.Callback):
         self.epochs[trainer.current_epoch] = metrics
 
 
-def ema_of_weights(decay: float) -> L.Callback:
-    """Lightning's weight averaging as an EMA of the parameters: validation, the checkpoints and so the selected
-    model use the average. Buffers are left out: the encoder's are constant integers."""
-    from lightning.pytorch.callbacks import WeightAveraging
-    from torch.optim.swa_utils import get_ema_multi_avg_fn
-
-    return WeightAveraging(use_buffers=False, multi_avg_fn=get_ema_multi_avg_fn(decay))
-
-
 def build_trainer(
     train: TrainConfig, paths: TrainPaths, loggers: list, extra_callbacks: tuple = (), select: bool = True
 ) -> tuple[L.Trainer, L.Callback]:
@@ -119,7 +111,6 @@ def build_trainer(
         save_last=True,
     )
     stopping = [EarlyStopping(monitor=SELECT_ON, mode="max", patience=train.early_stopping_patience)]
-    averaging = [] if train.ema_decay is None else [ema_of_weights(train.ema_decay)]
     trainer = L.Trainer(
         max_epochs=train.num_train_epochs,
         accelerator=train.accelerator,
@@ -135,7 +126,7 @@ def build_trainer(
             checkpoint,
             *(stopping if select else []),
             TQDMProgressBar(refresh_rate=10) if on_terminal() else EpochLines(),
-            *averaging,
+            *weight_averaging(train),
             *extra_callbacks,
         ],
         # LengthGroupedBatches shards the batches itself; validation runs in full on every rank.
@@ -213,6 +204,13 @@ def calibrate(module: AcceptabilityClassifier, tokenized: Path, batch_size: int)
     return temperature
 
 
+def kept_without_choice(cfg: TrainConfig) -> str:
+    first, last = cfg.first_averaged_epoch(), cfg.num_train_epochs
+    if first is None:
+        return "the last epoch (no calibration rows)"
+    return f"the mean of the weights of epoch{'' if first == last else f's {first} to'} {last}"
+
+
 def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths) -> dict:
     """Fine-tune the pretrained model on the tokenized train split; keep the epoch with the best SELECT_ON."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -223,7 +221,8 @@ def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths) -> dict:
     if resume:
         print(f"resuming from {resume} (an interrupted run with the same params and data)", file=sys.stderr)
     loggers = make_loggers(paths.dvclive, {"model": asdict(model), "train": asdict(cfg)}, resume=bool(resume))
-    sigint, history, select = StopOnSigint(), EpochHistory(), datamodule.has_calibration
+    sigint, history = StopOnSigint(), EpochHistory()
+    select = datamodule.has_calibration and cfg.average_last_epochs is None
     trainer, checkpoint = build_trainer(cfg, paths, loggers, (sigint, history), select)
     try:
         with sigint.installed():
@@ -249,7 +248,7 @@ def train(model: ModelShape, cfg: TrainConfig, paths: TrainPaths) -> dict:
     selected = history.epochs.get(saved["epoch"], {})
     result.update(
         selected_epoch=saved["epoch"] + 1,
-        selected_on=SELECT_ON if select else "the last epoch (no calibration rows)",
+        selected_on=SELECT_ON if select else kept_without_choice(cfg),
         calibration_mcc=selected.get(SELECT_ON),
         val_mcc=selected.get("val/mcc"),
     )
